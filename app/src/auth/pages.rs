@@ -1,0 +1,177 @@
+//! Sign-up and log-in pages. Fields are checked with the same domain types the server uses,
+//! and errors the server names by field are shown next to that field.
+
+use leptos::prelude::*;
+use leptos_router::components::A;
+use leptos_router::hooks::use_navigate;
+
+use super::SignedIn;
+use super::api::{login, signup};
+use crate::domain::{DisplayName, Password, Username};
+use crate::error::ApiError;
+
+/// Validation message for `field`, from the latest error.
+fn field_error(error: Signal<Option<ApiError>>, field: &'static str) -> Signal<Option<String>> {
+    Signal::derive(move || {
+        error
+            .get()
+            .filter(|e| e.field() == Some(field))
+            .map(|e| e.to_string())
+    })
+}
+
+/// A labelled input with its error line.
+#[component]
+fn Field(
+    label: &'static str,
+    name: &'static str,
+    #[prop(default = "text")] kind: &'static str,
+    #[prop(default = "off")] autocomplete: &'static str,
+    value: RwSignal<String>,
+    error: Signal<Option<String>>,
+) -> impl IntoView {
+    let error_id = format!("{name}-error");
+    view! {
+        <label class="field">
+            <span class="field__label">{label}</span>
+            <input
+                class="field__input"
+                type=kind
+                name=name
+                autocomplete=autocomplete
+                aria-invalid=move || error.get().is_some().to_string()
+                aria-describedby=error_id.clone()
+                prop:value=move || value.get()
+                on:input=move |ev| value.set(event_target_value(&ev))
+            />
+            <span class="field__error" id=error_id role="alert">
+                {move || error.get()}
+            </span>
+        </label>
+    }
+}
+
+/// Errors that belong to no field, shown above the submit button.
+fn form_error(error: Signal<Option<ApiError>>, fields: &'static [&'static str]) -> impl IntoView {
+    move || {
+        error
+            .get()
+            .filter(|e| e.field().is_none_or(|f| !fields.contains(&f)))
+            .map(|e| view! { <p class="error-banner" role="alert">{e.to_string()}</p> })
+    }
+}
+
+/// What both sign-in forms share: the error to show (the form's own check first, then the
+/// server's answer) and, once signed in, the move to the home page.
+fn sign_in_form<I: Send + Sync + 'static>(
+    submit: Action<I, Result<SignedIn, ApiError>>,
+) -> (RwSignal<Option<ApiError>>, Signal<Option<ApiError>>) {
+    let local_error = RwSignal::new(None::<ApiError>);
+    let error = Signal::derive(move || {
+        local_error
+            .get()
+            .or_else(|| submit.value().get().and_then(Result::err))
+    });
+    let navigate = use_navigate();
+    Effect::new(move |_| {
+        if let Some(Ok(_)) = submit.value().get() {
+            navigate("/", Default::default());
+        }
+    });
+    (local_error, error)
+}
+
+#[component]
+pub fn LoginPage() -> impl IntoView {
+    let username = RwSignal::new(String::new());
+    let password = RwSignal::new(String::new());
+    let submit = Action::new(|(username, password): &(String, String)| {
+        login(username.clone(), password.clone())
+    });
+    let (local_error, error) = sign_in_form(submit);
+    let on_submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let checked = Username::parse(&username.get_untracked()).and_then(|name| {
+            if password.get_untracked().is_empty() {
+                Err(ApiError::invalid("password", "enter your password"))
+            } else {
+                Ok(name)
+            }
+        });
+        match checked {
+            Ok(name) => {
+                local_error.set(None);
+                submit.dispatch((name.as_str().to_owned(), password.get_untracked()));
+            }
+            Err(e) => local_error.set(Some(e)),
+        }
+    };
+
+    view! {
+        <main class="page page--narrow">
+            <h1>"Log in to DealNest Chat"</h1>
+            <form class="form" on:submit=on_submit novalidate>
+                <Field label="Username" name="username" autocomplete="username" value=username
+                    error=field_error(error, "username") />
+                <Field label="Password" name="password" kind="password" autocomplete="current-password"
+                    value=password error=field_error(error, "password") />
+                {form_error(error, &["username", "password"])}
+                <button class="button" type="submit" disabled=move || submit.pending().get()>
+                    {move || if submit.pending().get() { "Logging in…" } else { "Log in" }}
+                </button>
+            </form>
+            <p>"New here? " <A href="/signup">"Create an account"</A></p>
+        </main>
+    }
+}
+
+#[component]
+pub fn SignupPage() -> impl IntoView {
+    let username = RwSignal::new(String::new());
+    let display_name = RwSignal::new(String::new());
+    let password = RwSignal::new(String::new());
+    let submit = Action::new(
+        |(username, display_name, password): &(String, String, String)| {
+            signup(username.clone(), display_name.clone(), password.clone())
+        },
+    );
+    let (local_error, error) = sign_in_form(submit);
+    let on_submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let checked = Username::parse(&username.get_untracked()).and_then(|name| {
+            DisplayName::parse(&display_name.get_untracked())?;
+            Password::parse(&password.get_untracked())?;
+            Ok(name)
+        });
+        match checked {
+            Ok(name) => {
+                local_error.set(None);
+                submit.dispatch((
+                    name.as_str().to_owned(),
+                    display_name.get_untracked(),
+                    password.get_untracked(),
+                ));
+            }
+            Err(e) => local_error.set(Some(e)),
+        }
+    };
+
+    view! {
+        <main class="page page--narrow">
+            <h1>"Create your DealNest Chat account"</h1>
+            <form class="form" on:submit=on_submit novalidate>
+                <Field label="Username" name="username" autocomplete="username" value=username
+                    error=field_error(error, "username") />
+                <Field label="Display name" name="display_name" autocomplete="name" value=display_name
+                    error=field_error(error, "display_name") />
+                <Field label="Password" name="password" kind="password" autocomplete="new-password"
+                    value=password error=field_error(error, "password") />
+                {form_error(error, &["username", "display_name", "password"])}
+                <button class="button" type="submit" disabled=move || submit.pending().get()>
+                    {move || if submit.pending().get() { "Creating account…" } else { "Sign up" }}
+                </button>
+            </form>
+            <p>"Already have an account? " <A href="/login">"Log in"</A></p>
+        </main>
+    }
+}

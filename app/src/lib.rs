@@ -1,0 +1,34 @@
+//! DealNest Chat: components, server functions, shared types and (behind `ssr`) the services.
+//!
+//! # Layout
+//! - [`domain`]: validated input types (`MessageBody::parse`…), used by forms and services.
+//! - [`error`]: [`error::ApiError`], the one error type clients see.
+//! - One folder per feature — [`auth`], [`channels`], [`messages`], [`receipts`] — each with its
+//!   types (`mod.rs`), its server functions (`api.rs`) and, server-only, its storage
+//!   (`store.rs`: a trait plus the SQLite implementation) and rules (`service.rs`).
+//! - [`realtime`]: the WebSocket protocol (shared) and, server-side, the hub, the connection
+//!   loop and typing; [`presence`]: online/away/offline with in-memory or Redis leases.
+//! - [`server`] (ssr only): [`server::AppState`], the database handle and the service error.
+//! - [`ui`]: the HTML shell, the router and pages shared by features.
+//!
+//! # A request
+//! `POST /api/messages/send` → the server function in `messages/api.rs` resolves the session
+//! (`auth::server::session`) and calls `messages::service::send`, which validates the body,
+//! checks membership and calls `MessageStore::insert_message`. Errors flow back as
+//! `StoreError` → `ServiceError` → `ApiError` (internals logged, not shown). After storing, the
+//! service publishes `message_created` to the hub, which serializes it once and queues it on
+//! every connection of every channel member.
+
+pub mod auth;
+pub mod channels;
+pub mod domain;
+pub mod error;
+pub mod messages;
+pub mod presence;
+pub mod realtime;
+pub mod receipts;
+#[cfg(feature = "ssr")]
+pub mod server;
+pub mod ui;
+
+pub use ui::{App, shell};

@@ -1,0 +1,177 @@
+//! Message rules: only members read and write; only the sender edits or deletes.
+
+use tokio::sync::{Mutex, MutexGuard};
+
+use super::store::SendOutcome;
+use super::{Message, MessagePage, PageCursor};
+use crate::auth::server::AuthUser;
+use crate::channels::service::require_member;
+use crate::domain::{ClientId, MessageBody, parse_id, parse_limit, parse_seq};
+use crate::error::ApiError;
+use crate::realtime::broker::Target;
+use crate::realtime::protocol::ServerEvent;
+use crate::server::error::ServiceResult;
+use crate::server::{AppState, now_ms};
+
+/// Largest page `messages/list` serves.
+pub const MAX_PAGE: u32 = 200;
+/// Page size when none is asked for.
+pub const DEFAULT_PAGE: u32 = 50;
+
+/// Striped locks held from storing a message until it is published, so the hub sees each
+/// channel's `message_created` events in seq order (two senders could otherwise commit 5 and 6
+/// but publish 6 first). Sends to one channel are serialized by the database anyway.
+pub struct SendOrder {
+    stripes: Box<[Mutex<()>]>,
+}
+
+impl Default for SendOrder {
+    fn default() -> Self {
+        Self {
+            stripes: (0..64).map(|_| Mutex::new(())).collect(),
+        }
+    }
+}
+
+impl SendOrder {
+    async fn lock(&self, channel_id: i64) -> MutexGuard<'_, ()> {
+        let stripe = channel_id.unsigned_abs() as usize % self.stripes.len();
+        self.stripes[stripe].lock().await
+    }
+}
+
+#[tracing::instrument(skip(state, user, body), fields(user_id = user.id))]
+pub async fn send(
+    state: &AppState,
+    user: &AuthUser,
+    channel_id: i64,
+    client_id: &str,
+    body: &str,
+) -> ServiceResult<Message> {
+    let client_id = ClientId::parse(client_id)?;
+    let body = MessageBody::parse(body)?;
+    require_member(state, user, channel_id).await?;
+    let in_order = state.send_order.lock(channel_id).await;
+    let SendOutcome { message, created } = state
+        .db
+        .insert_message(
+            channel_id,
+            user.id,
+            client_id.as_str(),
+            body.as_str(),
+            now_ms(),
+        )
+        .await?;
+    if created {
+        state.hub.publish(
+            Target::Channel(channel_id),
+            ServerEvent::MessageCreated {
+                message: message.clone(),
+            },
+        );
+    }
+    drop(in_order);
+    if created && state.typing.stopped(user.id, channel_id, now_ms()) {
+        state.hub.publish(
+            Target::ChannelExcept {
+                channel_id,
+                user_id: user.id,
+            },
+            ServerEvent::TypingStopped {
+                channel_id,
+                user_id: user.id,
+            },
+        );
+    }
+    if message.channel_id != channel_id {
+        return Err(ApiError::conflict(format!(
+            "client_id {} was already used for a message in another channel",
+            client_id.as_str()
+        ))
+        .into());
+    }
+    Ok(message)
+}
+
+pub async fn list(
+    state: &AppState,
+    user: &AuthUser,
+    channel_id: i64,
+    before_seq: Option<i64>,
+    after_seq: Option<i64>,
+    limit: Option<u32>,
+) -> ServiceResult<MessagePage> {
+    let cursor = match (before_seq, after_seq) {
+        (None, None) => PageCursor::Newest,
+        (Some(before), None) => PageCursor::Before(parse_seq(before, "before_seq")?),
+        (None, Some(after)) => PageCursor::After(parse_seq(after, "after_seq")?),
+        (Some(_), Some(_)) => {
+            return Err(
+                ApiError::invalid("before_seq", "give before_seq or after_seq, not both").into(),
+            );
+        }
+    };
+    let limit = parse_limit(limit, DEFAULT_PAGE, MAX_PAGE)?;
+    require_member(state, user, channel_id).await?;
+    Ok(state.db.list_messages(channel_id, cursor, limit).await?)
+}
+
+/// The message, if the caller is a member of its channel and its sender.
+async fn own_message(state: &AppState, user: &AuthUser, message_id: i64) -> ServiceResult<Message> {
+    let message_id = parse_id(message_id, "message_id")?;
+    let message = state
+        .db
+        .message_by_id(message_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("message {message_id} does not exist")))?;
+    require_member(state, user, message.channel_id).await?;
+    if message.sender_id != user.id {
+        return Err(ApiError::forbidden("only the sender can change a message").into());
+    }
+    Ok(message)
+}
+
+#[tracing::instrument(skip(state, user, body), fields(user_id = user.id))]
+pub async fn edit(
+    state: &AppState,
+    user: &AuthUser,
+    message_id: i64,
+    body: &str,
+) -> ServiceResult<Message> {
+    let body = MessageBody::parse(body)?;
+    let message = own_message(state, user, message_id).await?;
+    if message.deleted_at.is_some() {
+        return Err(ApiError::conflict("a deleted message cannot be edited").into());
+    }
+    let edited = state
+        .db
+        .edit_message(message.id, body.as_str(), now_ms())
+        .await?
+        .ok_or_else(|| ApiError::conflict("a deleted message cannot be edited"))?;
+    state.hub.publish(
+        Target::Channel(edited.channel_id),
+        ServerEvent::MessageUpdated {
+            message: edited.clone(),
+        },
+    );
+    Ok(edited)
+}
+
+#[tracing::instrument(skip(state, user), fields(user_id = user.id))]
+pub async fn delete(state: &AppState, user: &AuthUser, message_id: i64) -> ServiceResult<Message> {
+    let message = own_message(state, user, message_id).await?;
+    let deleted = state
+        .db
+        .delete_message(message.id, now_ms())
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("message {message_id} does not exist")))?;
+    if message.deleted_at.is_none() {
+        state.hub.publish(
+            Target::Channel(deleted.channel_id),
+            ServerEvent::MessageDeleted {
+                message: deleted.clone(),
+            },
+        );
+    }
+    Ok(deleted)
+}

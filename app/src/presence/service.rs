@@ -1,0 +1,488 @@
+//! The presence service: a cheap handle over shared state plus one background task.
+//!
+//! Every node keeps the leases of its own connections in memory. With Redis configured and
+//! reachable, leases are also kept there (with a TTL, refreshed by heartbeats) and Redis decides
+//! user-level transitions for all nodes; a sweep settles users whose leases expired (a crashed
+//! node). When Redis is unreachable the node falls back to its in-memory leases, logs it, shows
+//! it on `/health`, and re-registers its leases in Redis once it is back.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+
+use super::redis_leases::{LeaseOp, RedisLeases, Transition};
+use super::{PresenceState, UserPresence};
+use crate::auth::server::AuthUser;
+use crate::error::ApiError;
+use crate::realtime::broker::Target;
+use crate::realtime::hub::{ConnId, Hub};
+use crate::realtime::protocol::ServerEvent;
+use crate::server::error::ServiceResult;
+use crate::server::{AppState, Database, now_ms};
+
+/// Most users one snapshot may ask for.
+pub const MAX_SNAPSHOT_USERS: usize = 500;
+
+#[derive(Debug, Clone)]
+pub struct PresenceConfig {
+    /// How long a user with no connection left still shows as present (a reload does not flap).
+    pub grace: Duration,
+    /// How long a Redis lease lives without a heartbeat.
+    pub lease_ttl: Duration,
+    /// How often expired Redis leases are swept and, while Redis is down, reconnection tried.
+    pub sweep_every: Duration,
+    /// Redis for leases shared by all nodes; `None` keeps presence in memory.
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key, so several deployments (or test runs) can share one Redis.
+    pub redis_prefix: String,
+}
+
+impl Default for PresenceConfig {
+    fn default() -> Self {
+        Self {
+            grace: Duration::from_secs(5),
+            lease_ttl: Duration::from_secs(75),
+            sweep_every: Duration::from_secs(2),
+            redis_url: None,
+            redis_prefix: "dealnest".into(),
+        }
+    }
+}
+
+/// Where presence is decided right now, for `/health`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PresenceBackend {
+    Memory,
+    Redis,
+}
+
+struct RedisSide {
+    leases: RedisLeases,
+    manager: RwLock<Option<ConnectionManager>>,
+    up: AtomicBool,
+}
+
+struct Inner {
+    config: PresenceConfig,
+    /// Distinguishes this process's leases from other nodes' in Redis.
+    node_id: String,
+    db: Arc<dyn Database>,
+    hub: Hub,
+    /// This node's connections: user → connection → away.
+    local: Mutex<HashMap<i64, HashMap<ConnId, bool>>>,
+    /// Last announced state per user when deciding in memory.
+    announced: Mutex<HashMap<i64, PresenceState>>,
+    redis: Option<RedisSide>,
+}
+
+#[derive(Clone)]
+pub struct PresenceService {
+    inner: Arc<Inner>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl PresenceService {
+    /// Starts the service; with a Redis URL it connects (falling back to memory if it cannot)
+    /// and runs the sweep / reconnect task for as long as the service lives.
+    pub async fn start(config: PresenceConfig, db: Arc<dyn Database>, hub: Hub) -> Self {
+        let prefix = config.redis_prefix.clone();
+        let redis = match config
+            .redis_url
+            .as_deref()
+            .map(|url| RedisLeases::new(url, &prefix))
+        {
+            None => None,
+            Some(Err(error)) => {
+                tracing::error!(%error, "presence: invalid REDIS_URL; presence stays in memory");
+                None
+            }
+            Some(Ok(leases)) => {
+                let manager = match leases.connect().await {
+                    Ok(manager) => {
+                        tracing::info!("presence: using Redis");
+                        Some(manager)
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "presence: Redis unreachable at start; using memory until it is back");
+                        None
+                    }
+                };
+                Some(RedisSide {
+                    leases,
+                    up: AtomicBool::new(manager.is_some()),
+                    manager: RwLock::new(manager),
+                })
+            }
+        };
+        let has_redis = redis.is_some();
+        let service = Self {
+            inner: Arc::new(Inner {
+                node_id: format!("{:016x}", rand_u64()),
+                config,
+                db,
+                hub,
+                local: Mutex::default(),
+                announced: Mutex::default(),
+                redis,
+            }),
+        };
+        if has_redis {
+            tokio::spawn(redis_upkeep(Arc::downgrade(&service.inner)));
+        }
+        service
+    }
+
+    pub async fn connected(&self, user_id: i64, conn: ConnId) {
+        self.change(user_id, conn, LeaseOp::Upsert { away: false })
+            .await;
+    }
+
+    pub async fn disconnected(&self, user_id: i64, conn: ConnId) {
+        self.change(user_id, conn, LeaseOp::Remove).await;
+    }
+
+    pub async fn activity(&self, user_id: i64, conn: ConnId, away: bool) {
+        self.change(user_id, conn, LeaseOp::Upsert { away }).await;
+    }
+
+    /// Refreshes the connection's Redis lease (a no-op in memory, where leases end explicitly).
+    pub async fn heartbeat(&self, user_id: i64, conn: ConnId) {
+        let away = lock(&self.inner.local)
+            .get(&user_id)
+            .and_then(|conns| conns.get(&conn).copied());
+        if let Some(away) = away
+            && let Some(transition) = self
+                .redis_apply(user_id, conn, LeaseOp::Upsert { away })
+                .await
+        {
+            self.on_transition(user_id, transition).await;
+        }
+    }
+
+    /// The current state of each user.
+    pub async fn states(&self, user_ids: &[i64]) -> Vec<PresenceState> {
+        if let Some((redis, mut manager)) = self.redis_manager() {
+            match redis.leases.states(&mut manager, user_ids).await {
+                Ok(states) => return states,
+                Err(error) => self.redis_failed(&error),
+            }
+        }
+        let announced = lock(&self.inner.announced);
+        user_ids
+            .iter()
+            .map(|id| announced.get(id).copied().unwrap_or(PresenceState::Offline))
+            .collect()
+    }
+
+    pub fn backend(&self) -> PresenceBackend {
+        match &self.inner.redis {
+            Some(redis) if redis.up.load(Ordering::Relaxed) => PresenceBackend::Redis,
+            _ => PresenceBackend::Memory,
+        }
+    }
+
+    /// `None` when Redis is not configured, else whether it is reachable.
+    pub fn redis_reachable(&self) -> Option<bool> {
+        self.inner
+            .redis
+            .as_ref()
+            .map(|redis| redis.up.load(Ordering::Relaxed))
+    }
+
+    async fn change(&self, user_id: i64, conn: ConnId, op: LeaseOp) {
+        {
+            let mut local = lock(&self.inner.local);
+            match op {
+                LeaseOp::Upsert { away } => {
+                    local.entry(user_id).or_default().insert(conn, away);
+                }
+                LeaseOp::Remove => {
+                    if let Some(conns) = local.get_mut(&user_id) {
+                        conns.remove(&conn);
+                        if conns.is_empty() {
+                            local.remove(&user_id);
+                        }
+                    }
+                }
+                LeaseOp::Settle => {}
+            }
+        }
+        let transition = match self.redis_apply(user_id, conn, op).await {
+            Some(transition) => transition,
+            None => self.memory_transition(user_id, matches!(op, LeaseOp::Settle)),
+        };
+        self.on_transition(user_id, transition).await;
+    }
+
+    fn memory_transition(&self, user_id: i64, settle: bool) -> Transition {
+        let local = lock(&self.inner.local);
+        let mut announced = lock(&self.inner.announced);
+        let current = announced
+            .get(&user_id)
+            .copied()
+            .unwrap_or(PresenceState::Offline);
+        let Some(conns) = local.get(&user_id) else {
+            return match (current, settle) {
+                (PresenceState::Offline, _) => Transition::Unchanged,
+                (_, true) => {
+                    announced.remove(&user_id);
+                    Transition::Changed(PresenceState::Offline)
+                }
+                (_, false) => Transition::Emptied,
+            };
+        };
+        let state = if conns.values().all(|away| *away) {
+            PresenceState::Away
+        } else {
+            PresenceState::Online
+        };
+        if state == current {
+            Transition::Unchanged
+        } else {
+            announced.insert(user_id, state);
+            Transition::Changed(state)
+        }
+    }
+
+    async fn on_transition(&self, user_id: i64, transition: Transition) {
+        match transition {
+            Transition::Changed(state) => self.announce(user_id, state).await,
+            Transition::Emptied => self.settle_after_grace(user_id),
+            Transition::Unchanged => {}
+        }
+    }
+
+    fn settle_after_grace(&self, user_id: i64) {
+        let weak = Arc::downgrade(&self.inner);
+        let grace = self.inner.config.grace;
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            if let Some(inner) = weak.upgrade() {
+                PresenceService { inner }
+                    .change(user_id, 0, LeaseOp::Settle)
+                    .await;
+            }
+        });
+    }
+
+    /// Tells everyone who shares a channel with `user_id`; going offline also stores last-seen.
+    async fn announce(&self, user_id: i64, state: PresenceState) {
+        {
+            // Also when Redis decided: a fallback to memory then starts from what was announced.
+            let mut announced = lock(&self.inner.announced);
+            if state == PresenceState::Offline {
+                announced.remove(&user_id);
+            } else {
+                announced.insert(user_id, state);
+            }
+        }
+        let db = &self.inner.db;
+        let last_seen_at = if state == PresenceState::Offline {
+            let now = now_ms();
+            if let Err(error) = db.touch_last_seen(user_id, now).await {
+                tracing::error!(%error, user_id, "presence: storing last-seen failed");
+            }
+            Some(now)
+        } else {
+            None
+        };
+        let peers = match db.channel_peers(user_id).await {
+            Ok(peers) => peers,
+            Err(error) => {
+                tracing::error!(%error, user_id, "presence: loading who to tell failed");
+                return;
+            }
+        };
+        tracing::debug!(user_id, ?state, peers = peers.len(), "presence changed");
+        if !peers.is_empty() {
+            self.inner.hub.publish(
+                Target::Users(peers),
+                ServerEvent::Presence {
+                    user_id,
+                    state,
+                    last_seen_at,
+                },
+            );
+        }
+    }
+
+    fn redis_manager(&self) -> Option<(&RedisSide, ConnectionManager)> {
+        let redis = self.inner.redis.as_ref()?;
+        if !redis.up.load(Ordering::Relaxed) {
+            return None;
+        }
+        let manager = redis
+            .manager
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()?;
+        Some((redis, manager))
+    }
+
+    /// Applies `op` in Redis; `None` when Redis is not in use (or just failed).
+    async fn redis_apply(&self, user_id: i64, conn: ConnId, op: LeaseOp) -> Option<Transition> {
+        let (redis, mut manager) = self.redis_manager()?;
+        let conn_key = format!("{}:{conn}", self.inner.node_id);
+        match redis
+            .leases
+            .apply(
+                &mut manager,
+                user_id,
+                &conn_key,
+                op,
+                now_ms(),
+                self.inner.config.lease_ttl,
+            )
+            .await
+        {
+            Ok(transition) => Some(transition),
+            Err(error) => {
+                self.redis_failed(&error);
+                None
+            }
+        }
+    }
+
+    fn redis_failed(&self, error: &redis::RedisError) {
+        if let Some(redis) = &self.inner.redis
+            && redis.up.swap(false, Ordering::Relaxed)
+        {
+            tracing::warn!(%error, "presence: Redis unreachable; falling back to in-memory presence");
+        }
+    }
+
+    /// Re-registers this node's connections in Redis after it came back.
+    async fn resync(
+        &self,
+        redis: &RedisSide,
+        manager: &mut ConnectionManager,
+    ) -> redis::RedisResult<()> {
+        let snapshot: Vec<(i64, Vec<(ConnId, bool)>)> = lock(&self.inner.local)
+            .iter()
+            .map(|(user, conns)| (*user, conns.iter().map(|(c, a)| (*c, *a)).collect()))
+            .collect();
+        for (user_id, conns) in snapshot {
+            for (conn, away) in conns {
+                let conn_key = format!("{}:{conn}", self.inner.node_id);
+                let transition = redis
+                    .leases
+                    .apply(
+                        manager,
+                        user_id,
+                        &conn_key,
+                        LeaseOp::Upsert { away },
+                        now_ms(),
+                        self.inner.config.lease_ttl,
+                    )
+                    .await?;
+                // What was announced from memory during the outage need not be said again.
+                let already = lock(&self.inner.announced).get(&user_id).copied();
+                if let Transition::Changed(state) = transition
+                    && already == Some(state)
+                {
+                    continue;
+                }
+                self.on_transition(user_id, transition).await;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Sweeps expired leases while Redis is up; tries to reconnect while it is down.
+async fn redis_upkeep(weak: Weak<Inner>) {
+    loop {
+        let Some(inner) = weak.upgrade() else { return };
+        let every = inner.config.sweep_every;
+        let service = PresenceService { inner };
+        if let Some(redis) = &service.inner.redis {
+            if redis.up.load(Ordering::Relaxed) {
+                sweep(&service).await;
+            } else if let Ok(mut manager) = redis.leases.connect().await {
+                match service.resync(redis, &mut manager).await {
+                    Ok(()) => {
+                        *redis.manager.write().unwrap_or_else(|p| p.into_inner()) = Some(manager);
+                        redis.up.store(true, Ordering::Relaxed);
+                        tracing::info!(
+                            "presence: Redis reachable again; presence is shared through it"
+                        );
+                    }
+                    Err(error) => tracing::debug!(%error, "presence: Redis resync failed"),
+                }
+            }
+        }
+        drop(service);
+        tokio::time::sleep(every).await;
+    }
+}
+
+async fn sweep(service: &PresenceService) {
+    let Some((redis, mut manager)) = service.redis_manager() else {
+        return;
+    };
+    match redis
+        .leases
+        .expired_users(&mut manager, now_ms(), 200)
+        .await
+    {
+        Ok(users) => {
+            for user_id in users {
+                service.change(user_id, 0, LeaseOp::Settle).await;
+            }
+        }
+        Err(error) => service.redis_failed(&error),
+    }
+}
+
+fn rand_u64() -> u64 {
+    let mut bytes = [0u8; 8];
+    // A fixed id would only make two nodes share lease names; the clock is a fine fallback.
+    if getrandom::fill(&mut bytes).is_err() {
+        return now_ms().unsigned_abs();
+    }
+    u64::from_le_bytes(bytes)
+}
+
+/// The presence of the requested users that share a channel with `user` (or are `user`).
+pub async fn snapshot_for(
+    state: &AppState,
+    user: &AuthUser,
+    user_ids: &[i64],
+) -> ServiceResult<Vec<UserPresence>> {
+    if user_ids.len() > MAX_SNAPSHOT_USERS {
+        return Err(ApiError::invalid(
+            "user_ids",
+            format!("at most {MAX_SNAPSHOT_USERS} users per call"),
+        )
+        .into());
+    }
+    let mut visible: HashSet<i64> = state.db.channel_peers(user.id).await?.into_iter().collect();
+    visible.insert(user.id);
+    let mut seen = HashSet::new();
+    let ids: Vec<i64> = user_ids
+        .iter()
+        .copied()
+        .filter(|id| visible.contains(id) && seen.insert(*id))
+        .collect();
+    let states = state.presence.states(&ids).await;
+    let last_seen: HashMap<i64, Option<i64>> =
+        state.db.last_seen_of(&ids).await?.into_iter().collect();
+    Ok(ids
+        .iter()
+        .zip(states)
+        .map(|(id, presence)| UserPresence {
+            user_id: *id,
+            state: presence,
+            last_seen_at: last_seen.get(id).copied().flatten(),
+        })
+        .collect())
+}

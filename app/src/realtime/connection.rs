@@ -1,0 +1,622 @@
+//! One WebSocket connection: a single task that writes queued events, reads client events,
+//! replays missed messages on `resume` / `subscribe`, and keeps the heartbeat.
+//!
+//! Catch-up without gaps or duplicates: while a channel is being replayed from the database,
+//! live events for that channel are held back. When the replay ends the client gets
+//! `caught_up`, then the held-back events, skipping any `message_created` whose seq the replay
+//! already sent. A message is published just after it is committed, so its live event can even
+//! come after a replay that read it: per replayed channel the connection keeps the highest seq it
+//! delivered and drops live `message_created` events at or below it.
+//!
+//! The same holds from the first moment: until the client's first `resume` / `subscribe` (or
+//! [`RESUME_WAIT`]), message events are held back, so live messages sent while the client was
+//! still saying what it has cannot arrive before, or twice with, their replay.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
+use tokio::sync::{Notify, mpsc};
+use tokio::task::AbortHandle;
+
+use super::broker::Target;
+use super::hub::{ConnId, Outbound, Registration};
+use super::protocol::{
+    ActivityState, ChannelCursor, ClientEvent, ErrorCode, PROTOCOL_VERSION, ServerEvent, close_code,
+};
+use crate::auth::server::AuthUser;
+use crate::messages::{Message, PageCursor};
+use crate::server::{AppState, now_ms};
+
+/// Events held back per channel during a replay before the connection counts as lagging.
+const MAX_HELD_BACK: usize = 2_000;
+/// Messages fetched per database page while replaying.
+const REPLAY_PAGE: u32 = 200;
+/// Channels one `resume` may name.
+const MAX_RESUME_CHANNELS: usize = 2_000;
+/// Client events allowed per second (sustained) and in a burst.
+const EVENTS_PER_SEC: f64 = 20.0;
+const EVENT_BURST: f64 = 60.0;
+/// How long a new connection holds back message events waiting for the first `resume`.
+pub const RESUME_WAIT: Duration = Duration::from_millis(1500);
+/// How long the closing frame may take to go out.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+enum Replayed {
+    Message {
+        generation: u64,
+        /// Boxed: the channel's first block of 32 slots is allocated with every connection, and
+        /// an unboxed message would make that ~5 KiB per idle connection.
+        message: Box<Message>,
+    },
+    Done {
+        generation: u64,
+        channel_id: i64,
+        last_seq: i64,
+    },
+    Failed {
+        generation: u64,
+        channel_id: i64,
+    },
+}
+
+struct Replay {
+    generation: u64,
+    held_back: Vec<Arc<Outbound>>,
+    task: AbortHandle,
+}
+
+/// Why the loop ended, and how to close.
+enum Stop {
+    /// The peer closed or vanished: nothing more to send.
+    Gone,
+    Close(u16, &'static str),
+}
+
+struct TokenBucket {
+    tokens: f64,
+    refilled_at: Instant,
+}
+
+impl TokenBucket {
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        let elapsed = now.duration_since(self.refilled_at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * EVENTS_PER_SEC).min(EVENT_BURST);
+        self.refilled_at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+struct Connection {
+    state: AppState,
+    /// Fires when the hub found this connection's queue full.
+    lagged: Arc<Notify>,
+    user: AuthUser,
+    id: ConnId,
+    socket: WebSocket,
+    muted: HashSet<i64>,
+    replays: HashMap<i64, Replay>,
+    next_generation: u64,
+    replay_tx: mpsc::Sender<Replayed>,
+    last_heard: Instant,
+    budget: TokenBucket,
+    /// Message events held back until the first `resume` / `subscribe` (`None` afterwards).
+    before_resume: Option<Vec<Arc<Outbound>>>,
+    /// Per replayed channel, the highest seq delivered on this connection.
+    delivered_through: HashMap<i64, i64>,
+}
+
+/// Runs a registered connection to its end, then unregisters it.
+pub async fn run(
+    state: AppState,
+    socket: WebSocket,
+    user: AuthUser,
+    mut registration: Registration,
+) {
+    let id = registration.id;
+    let lagged = registration.lagged.clone();
+    let rx = &mut registration.rx;
+    let (replay_tx, mut replay_rx) = mpsc::channel(64);
+    let mut conn = Connection {
+        state: state.clone(),
+        lagged: lagged.clone(),
+        user,
+        id,
+        socket,
+        muted: HashSet::new(),
+        replays: HashMap::new(),
+        next_generation: 0,
+        replay_tx,
+        last_heard: Instant::now(),
+        budget: TokenBucket {
+            tokens: EVENT_BURST,
+            refilled_at: Instant::now(),
+        },
+        before_resume: Some(Vec::new()),
+        delivered_through: HashMap::new(),
+    };
+    let user_id = conn.user.id;
+    state.presence.connected(user_id, id).await;
+    let heartbeat = state.config.heartbeat;
+    let mut shutdown = state.shutdown.watch();
+
+    let stop = async {
+        conn.send_event(&ServerEvent::Hello {
+            user_id,
+            connection_id: id.to_string(),
+            protocol_version: PROTOCOL_VERSION,
+            server_time: now_ms(),
+            heartbeat_secs: heartbeat.as_secs(),
+        })
+        .await?;
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
+        let resume_deadline = tokio::time::sleep(RESUME_WAIT);
+        tokio::pin!(resume_deadline);
+        loop {
+            tokio::select! {
+                biased;
+                () = lagged.notified() => {
+                    return Err(Stop::Close(close_code::LAGGING, "fell behind: reconnect and resume"));
+                }
+                _ = shutdown.changed() => return Err(Stop::Close(1012, "server restarting: reconnect and resume")),
+                Some(replayed) = replay_rx.recv() => conn.on_replayed(replayed).await?,
+                outbound = rx.recv() => match outbound {
+                    Some(outbound) => conn.on_outbound(outbound).await?,
+                    None => return Err(Stop::Gone),
+                },
+                frame = conn.socket.recv() => conn.on_frame(frame).await?,
+                _ = ticks.tick() => conn.on_heartbeat(heartbeat).await?,
+                () = &mut resume_deadline, if conn.before_resume.is_some() => {
+                    conn.release_held().await?;
+                }
+            }
+        }
+    }
+    .await;
+
+    let result: Result<(), Stop> = stop;
+    for replay in conn.replays.values() {
+        replay.task.abort();
+    }
+    if let Err(Stop::Close(code, reason)) = result {
+        let close = conn.socket.send(WsMessage::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        })));
+        // A client that stopped reading may never take the close frame: give up after a while.
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, close).await;
+    }
+    drop(registration);
+    state.presence.disconnected(user_id, id).await;
+}
+
+impl Connection {
+    /// Writes a frame. A client that stops reading blocks the write: the hub's lag signal or
+    /// the write timeout ends the wait, so such a connection cannot linger.
+    async fn write(&mut self, frame: WsMessage) -> Result<(), Stop> {
+        let timeout = self.state.config.heartbeat;
+        tokio::select! {
+            written = tokio::time::timeout(timeout, self.socket.send(frame)) => match written {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(_)) => Err(Stop::Gone),
+                Err(_) => Err(Stop::Close(close_code::LAGGING, "not reading: reconnect and resume")),
+            },
+            () = self.lagged.notified() => {
+                Err(Stop::Close(close_code::LAGGING, "fell behind: reconnect and resume"))
+            }
+        }
+    }
+
+    async fn send_text(&mut self, text: axum::extract::ws::Utf8Bytes) -> Result<(), Stop> {
+        self.write(WsMessage::Text(text)).await
+    }
+
+    async fn send_event(&mut self, event: &ServerEvent) -> Result<(), Stop> {
+        self.send_text(Outbound::new(event).text).await
+    }
+
+    async fn send_error(
+        &mut self,
+        code: ErrorCode,
+        message: impl Into<String>,
+    ) -> Result<(), Stop> {
+        self.send_event(&ServerEvent::Error {
+            code,
+            message: message.into(),
+        })
+        .await
+    }
+
+    async fn on_outbound(&mut self, outbound: Arc<Outbound>) -> Result<(), Stop> {
+        if let Some(held) = &mut self.before_resume
+            && outbound.stream
+        {
+            if held.len() >= MAX_HELD_BACK {
+                return Err(Stop::Close(
+                    close_code::LAGGING,
+                    "fell behind: reconnect and resume",
+                ));
+            }
+            held.push(outbound);
+            return Ok(());
+        }
+        if let Some(channel_id) = outbound.channel_id {
+            if let Some(replay) = self.replays.get_mut(&channel_id) {
+                if replay.held_back.len() >= MAX_HELD_BACK {
+                    return Err(Stop::Close(
+                        close_code::LAGGING,
+                        "fell behind: reconnect and resume",
+                    ));
+                }
+                replay.held_back.push(outbound);
+                return Ok(());
+            }
+            if outbound.stream && self.muted.contains(&channel_id) {
+                return Ok(());
+            }
+            if let (Some(seq), Some(through)) =
+                (outbound.seq, self.delivered_through.get_mut(&channel_id))
+            {
+                if seq <= *through {
+                    return Ok(());
+                }
+                *through = seq;
+            }
+        }
+        self.send_text(outbound.text.clone()).await
+    }
+
+    async fn on_replayed(&mut self, replayed: Replayed) -> Result<(), Stop> {
+        match replayed {
+            Replayed::Message {
+                generation,
+                message,
+            } => {
+                if self.is_current(message.channel_id, generation) {
+                    self.send_event(&ServerEvent::MessageCreated { message: *message })
+                        .await?;
+                }
+            }
+            Replayed::Done {
+                generation,
+                channel_id,
+                last_seq,
+            } => {
+                if !self.is_current(channel_id, generation) {
+                    return Ok(());
+                }
+                let Some(replay) = self.replays.remove(&channel_id) else {
+                    return Ok(());
+                };
+                self.send_event(&ServerEvent::CaughtUp {
+                    channel_id,
+                    last_seq,
+                })
+                .await?;
+                let through = self.delivered_through.entry(channel_id).or_insert(last_seq);
+                *through = (*through).max(last_seq);
+                for held in replay.held_back {
+                    self.on_outbound(held).await?;
+                }
+            }
+            Replayed::Failed {
+                generation,
+                channel_id,
+            } => {
+                if self.is_current(channel_id, generation) {
+                    return Err(Stop::Close(1011, "catch-up failed: reconnect and resume"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn is_current(&self, channel_id: i64, generation: u64) -> bool {
+        self.replays
+            .get(&channel_id)
+            .is_some_and(|replay| replay.generation == generation)
+    }
+
+    async fn on_frame(
+        &mut self,
+        frame: Option<Result<WsMessage, axum::Error>>,
+    ) -> Result<(), Stop> {
+        self.last_heard = Instant::now();
+        match frame {
+            None | Some(Ok(WsMessage::Close(_))) => Err(Stop::Gone),
+            Some(Err(error)) => Err(close_for(error)),
+            Some(Ok(WsMessage::Text(text))) => self.on_text(text.as_str()).await,
+            Some(Ok(WsMessage::Binary(_))) => {
+                self.send_error(
+                    ErrorCode::Unsupported,
+                    "binary frames are not part of the protocol; send JSON text",
+                )
+                .await
+            }
+            Some(Ok(WsMessage::Pong(_))) => {
+                self.state.presence.heartbeat(self.user.id, self.id).await;
+                Ok(())
+            }
+            Some(Ok(WsMessage::Ping(_))) => Ok(()),
+        }
+    }
+
+    async fn on_heartbeat(&mut self, heartbeat: Duration) -> Result<(), Stop> {
+        if self.last_heard.elapsed() > heartbeat * 2 {
+            return Err(Stop::Close(close_code::HEARTBEAT_TIMEOUT, "no heartbeat"));
+        }
+        self.write(WsMessage::Ping(Default::default())).await
+    }
+
+    async fn on_text(&mut self, text: &str) -> Result<(), Stop> {
+        if !self.budget.take() {
+            return self
+                .send_error(ErrorCode::RateLimited, "too many events; slow down")
+                .await;
+        }
+        let event = match parse_client_event(text) {
+            Ok(event) => event,
+            Err((code, message)) => return self.send_error(code, message).await,
+        };
+        match event {
+            ClientEvent::Ping { nonce } => {
+                self.state.presence.heartbeat(self.user.id, self.id).await;
+                self.send_event(&ServerEvent::Pong {
+                    nonce,
+                    server_time: now_ms(),
+                })
+                .await
+            }
+            ClientEvent::Activity { state } => {
+                let away = state == ActivityState::Away;
+                self.state
+                    .presence
+                    .activity(self.user.id, self.id, away)
+                    .await;
+                Ok(())
+            }
+            ClientEvent::Typing { channel_id } => self.on_typing(channel_id).await,
+            ClientEvent::Unsubscribe { channel_id } => {
+                if self.require_member(channel_id).await? {
+                    self.muted.insert(channel_id);
+                }
+                Ok(())
+            }
+            ClientEvent::Subscribe {
+                channel_id,
+                after_seq,
+            } => {
+                self.catch_up(&[ChannelCursor {
+                    channel_id,
+                    after_seq,
+                }])
+                .await
+            }
+            ClientEvent::Resume { channels } => {
+                if channels.len() > MAX_RESUME_CHANNELS {
+                    return self
+                        .send_error(
+                            ErrorCode::InvalidEvent,
+                            format!("resume names at most {MAX_RESUME_CHANNELS} channels"),
+                        )
+                        .await;
+                }
+                self.catch_up(&channels).await
+            }
+        }
+    }
+
+    /// True when a member; otherwise tells the client and returns false.
+    async fn require_member(&mut self, channel_id: i64) -> Result<bool, Stop> {
+        if self.state.hub.receives(self.id, channel_id) {
+            return Ok(true);
+        }
+        self.send_error(
+            ErrorCode::NotAMember,
+            format!("you are not a member of channel {channel_id}"),
+        )
+        .await?;
+        Ok(false)
+    }
+
+    async fn on_typing(&mut self, channel_id: i64) -> Result<(), Stop> {
+        if !self.require_member(channel_id).await? {
+            return Ok(());
+        }
+        let user_id = self.user.id;
+        if let Some(expires_at) = self.state.typing.started(user_id, channel_id, now_ms()) {
+            self.state.hub.publish(
+                Target::ChannelExcept {
+                    channel_id,
+                    user_id,
+                },
+                ServerEvent::Typing {
+                    channel_id,
+                    user_id,
+                    expires_at,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Ends the wait for the first `resume`: events of channels now being replayed join their
+    /// replay's held-back events (see `on_outbound`); the rest go out in order.
+    async fn release_held(&mut self) -> Result<(), Stop> {
+        for outbound in self.before_resume.take().unwrap_or_default() {
+            self.on_outbound(outbound).await?;
+        }
+        Ok(())
+    }
+
+    async fn catch_up(&mut self, cursors: &[ChannelCursor]) -> Result<(), Stop> {
+        for cursor in cursors {
+            if cursor.after_seq < 0 {
+                self.send_error(
+                    ErrorCode::InvalidEvent,
+                    format!(
+                        "after_seq for channel {} must not be negative",
+                        cursor.channel_id
+                    ),
+                )
+                .await?;
+                continue;
+            }
+            if !self.require_member(cursor.channel_id).await? {
+                continue;
+            }
+            self.muted.remove(&cursor.channel_id);
+            self.start_replay(*cursor);
+        }
+        self.release_held().await
+    }
+
+    fn start_replay(&mut self, cursor: ChannelCursor) {
+        self.next_generation += 1;
+        let generation = self.next_generation;
+        let db = self.state.db.clone();
+        let tx = self.replay_tx.clone();
+        let ChannelCursor {
+            channel_id,
+            after_seq,
+        } = cursor;
+        let task = tokio::spawn(async move {
+            let mut last_seq = after_seq;
+            loop {
+                let page = match db
+                    .list_messages(channel_id, PageCursor::After(last_seq), REPLAY_PAGE)
+                    .await
+                {
+                    Ok(page) => page,
+                    Err(error) => {
+                        tracing::error!(%error, channel_id, "catch-up read failed");
+                        let _ = tx
+                            .send(Replayed::Failed {
+                                generation,
+                                channel_id,
+                            })
+                            .await;
+                        return;
+                    }
+                };
+                for message in page.messages {
+                    last_seq = message.seq;
+                    if tx
+                        .send(Replayed::Message {
+                            generation,
+                            message: Box::new(message),
+                        })
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                if !page.has_more {
+                    break;
+                }
+            }
+            let _ = tx
+                .send(Replayed::Done {
+                    generation,
+                    channel_id,
+                    last_seq,
+                })
+                .await;
+        });
+        let replay = Replay {
+            generation,
+            held_back: Vec::new(),
+            task: task.abort_handle(),
+        };
+        if let Some(previous) = self.replays.insert(channel_id, replay) {
+            // A newer request for the same channel supersedes the running one; what it held
+            // back is covered by the new replay or held back again.
+            previous.task.abort();
+            if let Some(current) = self.replays.get_mut(&channel_id) {
+                current.held_back = previous.held_back;
+            }
+        }
+    }
+}
+
+/// Parses a client frame, telling apart bad JSON, an unknown `type` and bad fields.
+pub fn parse_client_event(text: &str) -> Result<ClientEvent, (ErrorCode, String)> {
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+        (
+            ErrorCode::InvalidJson,
+            format!("frame is not valid JSON: {e}"),
+        )
+    })?;
+    let kind = value
+        .get("type")
+        .and_then(|t| t.as_str())
+        .ok_or_else(|| {
+            (
+                ErrorCode::UnknownEvent,
+                "event has no \"type\" field".to_owned(),
+            )
+        })?
+        .to_owned();
+    if !ClientEvent::TYPES.contains(&kind.as_str()) {
+        return Err((
+            ErrorCode::UnknownEvent,
+            format!("unknown event type \"{kind}\""),
+        ));
+    }
+    serde_json::from_value(value).map_err(|e| {
+        (
+            ErrorCode::InvalidEvent,
+            format!("invalid \"{kind}\" event: {e}"),
+        )
+    })
+}
+
+/// The close a read error calls for.
+fn close_for(error: axum::Error) -> Stop {
+    let inner = error.into_inner();
+    match inner.downcast_ref::<tungstenite::Error>() {
+        Some(tungstenite::Error::Capacity(_)) => Stop::Close(1009, "message too big"),
+        Some(tungstenite::Error::Utf8(_)) => Stop::Close(1007, "text frame is not valid UTF-8"),
+        Some(tungstenite::Error::Protocol(_)) => Stop::Close(1002, "protocol error"),
+        _ => Stop::Gone,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_frames_are_classified() {
+        assert_eq!(
+            parse_client_event("{nope").unwrap_err().0,
+            ErrorCode::InvalidJson
+        );
+        assert_eq!(
+            parse_client_event("{}").unwrap_err().0,
+            ErrorCode::UnknownEvent
+        );
+        assert_eq!(
+            parse_client_event(r#"{"type":"dance"}"#).unwrap_err().0,
+            ErrorCode::UnknownEvent
+        );
+        assert_eq!(
+            parse_client_event(r#"{"type":"typing","channel_id":"x"}"#)
+                .unwrap_err()
+                .0,
+            ErrorCode::InvalidEvent
+        );
+        assert_eq!(
+            parse_client_event(r#"{"type":"typing","channel_id":4}"#).unwrap(),
+            ClientEvent::Typing { channel_id: 4 }
+        );
+    }
+}

@@ -1,0 +1,113 @@
+//! `GET /ws`: authenticates, checks the origin of cookie-authenticated browsers, enforces the
+//! connection caps, and upgrades with small buffers.
+
+use axum::extract::State;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::http::HeaderMap;
+use axum::http::header::{AUTHORIZATION, HOST, ORIGIN};
+use axum::response::{IntoResponse, Response};
+
+use super::connection;
+use super::hub::RegisterError;
+use crate::auth::server::session::authenticate;
+use crate::error::ApiError;
+use crate::server::error::api_error_response;
+use crate::server::{AppState, ServiceError};
+
+/// Bytes read from the socket at a time; idle connections should cost a few KB, not 128 KiB.
+const READ_BUFFER: usize = 4 * 1024;
+/// Largest client message or frame accepted (bigger → close 1009).
+const MAX_MESSAGE: usize = 32 * 1024;
+/// Most bytes buffered for a client that reads slowly before writes fail.
+const MAX_WRITE_BUFFER: usize = 256 * 1024;
+
+pub async fn upgrade(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    match prepare(&state, &headers).await {
+        Ok((user, registration, permit)) => upgrade
+            .read_buffer_size(READ_BUFFER)
+            .write_buffer_size(0)
+            .max_write_buffer_size(MAX_WRITE_BUFFER)
+            .max_message_size(MAX_MESSAGE)
+            .max_frame_size(MAX_MESSAGE)
+            .on_upgrade(move |socket| async move {
+                connection::run(state, socket, user, registration).await;
+                drop(permit);
+            })
+            .into_response(),
+        Err(error) => api_error_response(error),
+    }
+}
+
+async fn prepare(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<
+    (
+        crate::auth::server::AuthUser,
+        super::hub::Registration,
+        tokio::sync::OwnedSemaphorePermit,
+    ),
+    ApiError,
+> {
+    let user = authenticate(state, headers).await?;
+    if !headers.contains_key(AUTHORIZATION) {
+        check_origin(state, headers)?;
+    }
+    let permit = state
+        .ws_slots
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::Unavailable {
+            message: "the server is at its connection limit; try again later".into(),
+        })?;
+    let channels = state
+        .db
+        .channel_ids_for_user(user.id)
+        .await
+        .map_err(ServiceError::from)?;
+    let registration = state
+        .hub
+        .register(user.id, &channels)
+        .map_err(|error| match error {
+            RegisterError::TooManyForUser(limit) => ApiError::Throttled {
+                message: format!(
+                    "too many open connections for this account (limit {limit}); close a tab"
+                ),
+                retry_after_secs: 5,
+            },
+        })?;
+    Ok((user, registration, permit))
+}
+
+/// A browser authenticated by cookie must come from this site: cross-site WebSocket hijacking
+/// would otherwise ride on the cookie.
+fn check_origin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let origin = headers
+        .get(ORIGIN)
+        .and_then(|value| value.to_str().ok())
+        .ok_or_else(|| {
+            ApiError::forbidden("cookie-authenticated WebSocket requests need an Origin header")
+        })?;
+    if state
+        .config
+        .allowed_origins
+        .iter()
+        .any(|allowed| allowed == origin)
+    {
+        return Ok(());
+    }
+    let host = headers.get(HOST).and_then(|value| value.to_str().ok());
+    let origin_authority = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"));
+    match (origin_authority, host) {
+        (Some(authority), Some(host)) if authority.eq_ignore_ascii_case(host) => Ok(()),
+        _ => Err(ApiError::forbidden(format!(
+            "origin {origin} may not open this WebSocket"
+        ))),
+    }
+}

@@ -1,0 +1,109 @@
+//! The storage handle. Each feature defines its own store trait (`UserStore`, `ChannelStore`…)
+//! next to its service; [`Database`] is all of them together, so services take
+//! `&dyn Database` and a PostgreSQL implementation can slot in beside [`SqliteDb`].
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use crate::auth::server::store::{SessionStore, UserStore};
+use crate::channels::store::ChannelStore;
+use crate::messages::store::MessageStore;
+use crate::receipts::store::ReceiptStore;
+
+/// Every store, behind one object-safe handle.
+pub trait Database:
+    UserStore + SessionStore + ChannelStore + MessageStore + ReceiptStore + Send + Sync + 'static
+{
+}
+
+impl<T> Database for T where
+    T: UserStore
+        + SessionStore
+        + ChannelStore
+        + MessageStore
+        + ReceiptStore
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique constraint refused the write; the string names the constraint's columns.
+    #[error("unique constraint violated: {0}")]
+    Unique(String),
+    #[error(transparent)]
+    Database(sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        match error.as_database_error() {
+            Some(db) if db.is_unique_violation() => Self::Unique(db.message().to_owned()),
+            _ => Self::Database(error),
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// SQLite in WAL mode: one writer connection (SQLite allows one writer at a time, and a single
+/// writer avoids lock upgrades failing with SQLITE_BUSY) and a pool of readers.
+#[derive(Clone, Debug)]
+pub struct SqliteDb {
+    pub(crate) writer: SqlitePool,
+    pub(crate) reader: SqlitePool,
+}
+
+impl SqliteDb {
+    /// Opens (creating if missing, with its folder) the database at `url`, a `sqlite:` URL or a
+    /// plain file path, and applies migrations.
+    pub async fn connect(url: &str) -> StoreResult<Self> {
+        let options = if url.starts_with("sqlite:") {
+            SqliteConnectOptions::from_str(url)?
+        } else {
+            SqliteConnectOptions::new().filename(url)
+        };
+        let options = options
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true);
+        if let Some(folder) = options.get_filename().parent()
+            && !folder.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(folder).map_err(|e| StoreError::Database(e.into()))?;
+        }
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("../migrations/sqlite").run(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
+        Ok(Self { writer, reader })
+    }
+
+    /// Opens a database file inside `folder` (used by tests for a fresh database each).
+    pub async fn open_in(folder: &Path) -> StoreResult<Self> {
+        Self::connect(&folder.join("dealnest.db").to_string_lossy()).await
+    }
+
+    /// Starts a write transaction that takes the write lock at once.
+    pub(crate) async fn begin_write(
+        &self,
+    ) -> StoreResult<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}

@@ -1,0 +1,28 @@
+//! Server-only plumbing every feature shares: the application state, the database handle and
+//! the service error type.
+
+pub mod db;
+pub mod error;
+pub mod state;
+
+pub use db::{Database, SqliteDb, StoreError};
+pub use error::ServiceError;
+pub use state::{AppConfig, AppState};
+
+use crate::error::ApiError;
+
+/// The [`AppState`] provided to every server function by the axum host.
+pub fn state() -> Result<AppState, ApiError> {
+    leptos::prelude::use_context::<AppState>().ok_or_else(|| {
+        tracing::error!("AppState missing from the Leptos context");
+        ApiError::internal()
+    })
+}
+
+/// Wall-clock time in Unix epoch milliseconds, the unit of every stored timestamp.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

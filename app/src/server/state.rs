@@ -1,0 +1,139 @@
+//! The one application state, handed to server functions through the Leptos context and to
+//! axum handlers as `State`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::FromRef;
+use leptos::config::LeptosOptions;
+use tokio::sync::{Semaphore, watch};
+
+use super::Database;
+use crate::auth::server::throttle::AuthThrottle;
+use crate::messages::service::SendOrder;
+use crate::presence::service::{PresenceConfig, PresenceService};
+use crate::realtime::hub::{Hub, HubConfig};
+use crate::realtime::typing::TypingTracker;
+
+/// Settings the services need (the server binary fills it from flags and environment).
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    /// Mark the session cookie `Secure` (serve over HTTPS).
+    pub secure_cookies: bool,
+    /// Session lifetime in seconds.
+    pub session_ttl_secs: i64,
+    /// Log-in attempts allowed per username per minute.
+    pub login_per_user_per_minute: u32,
+    /// Log-in and sign-up attempts allowed per client IP per minute.
+    pub auth_per_ip_per_minute: u32,
+    /// Take the client IP from the first `X-Forwarded-For` entry (only behind a trusted proxy).
+    pub trust_forwarded_for: bool,
+    /// WebSocket ping interval; a connection silent for two intervals is closed.
+    pub heartbeat: Duration,
+    /// Open WebSocket connections this process accepts.
+    pub max_connections: usize,
+    /// Connection queue size and per-user connection cap.
+    pub hub: HubConfig,
+    /// Presence grace period, lease TTL and Redis.
+    pub presence: PresenceConfig,
+    /// Origins (besides this site's own) whose pages may open `/ws` with the session cookie.
+    pub allowed_origins: Vec<String>,
+}
+
+impl Default for AppConfig {
+    fn default() -> Self {
+        Self {
+            secure_cookies: false,
+            session_ttl_secs: 30 * 24 * 3600,
+            login_per_user_per_minute: 10,
+            auth_per_ip_per_minute: 30,
+            trust_forwarded_for: false,
+            heartbeat: Duration::from_secs(30),
+            max_connections: 19_500,
+            hub: HubConfig::default(),
+            presence: PresenceConfig::default(),
+            allowed_origins: Vec::new(),
+        }
+    }
+}
+
+/// Tells long-lived tasks (WebSocket connections) that the server is stopping.
+#[derive(Clone)]
+pub struct Shutdown {
+    sender: Arc<watch::Sender<()>>,
+}
+
+impl Shutdown {
+    fn new() -> Self {
+        Self {
+            sender: Arc::new(watch::channel(()).0),
+        }
+    }
+
+    pub fn trigger(&self) {
+        self.sender.send_replace(());
+    }
+
+    /// Changes once, when the server stops.
+    pub fn watch(&self) -> watch::Receiver<()> {
+        self.sender.subscribe()
+    }
+}
+
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    /// All storage.
+    pub db: Arc<dyn Database>,
+    /// Service settings.
+    pub config: Arc<AppConfig>,
+    /// Log-in / sign-up rate limits.
+    pub auth_throttle: AuthThrottle,
+    /// Fan-out of live events to WebSocket connections.
+    pub hub: Hub,
+    /// Who is online.
+    pub presence: PresenceService,
+    /// Typing signals.
+    pub typing: Arc<TypingTracker>,
+    /// Keeps live `message_created` events of a channel in seq order.
+    pub send_order: Arc<SendOrder>,
+    /// Caps open WebSocket connections.
+    #[from_ref(skip)]
+    pub ws_slots: Arc<Semaphore>,
+    /// Caps concurrent password hashing at the number of cores: each Argon2 hash takes 19 MiB
+    /// and a core for tens of milliseconds, so unbounded hashing lets a burst of log-ins pin
+    /// the CPU and balloon memory.
+    #[from_ref(skip)]
+    pub hashing_slots: Arc<Semaphore>,
+    /// Fires when the server stops.
+    pub shutdown: Shutdown,
+    /// Leptos rendering options (site root, output name…).
+    pub leptos_options: LeptosOptions,
+}
+
+impl AppState {
+    /// Builds the state; connects to Redis for presence when configured (falling back to memory).
+    pub async fn new(
+        db: Arc<dyn Database>,
+        config: AppConfig,
+        leptos_options: LeptosOptions,
+    ) -> Self {
+        let hub = Hub::new(config.hub);
+        let presence =
+            PresenceService::start(config.presence.clone(), db.clone(), hub.clone()).await;
+        Self {
+            auth_throttle: AuthThrottle::new(&config),
+            ws_slots: Arc::new(Semaphore::new(config.max_connections)),
+            hashing_slots: Arc::new(Semaphore::new(
+                std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
+            )),
+            config: Arc::new(config),
+            db,
+            hub,
+            presence,
+            typing: Arc::default(),
+            send_order: Arc::default(),
+            shutdown: Shutdown::new(),
+            leptos_options,
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! Storage tests: the store traits against a fresh SQLite database file each.
+
+mod channels;
+mod messages;
+
+use app::auth::PublicUser;
+use app::server::SqliteDb;
+use app::server::db::StoreError;
+use tempfile::TempDir;
+
+// Re-exported trait names so test modules can call store methods.
+pub use app::auth::server::store::{SessionStore, UserStore};
+pub use app::channels::store::ChannelStore;
+pub use app::messages::store::MessageStore;
+pub use app::receipts::store::ReceiptStore;
+
+/// A fresh database; keep the `TempDir` alive for the test's duration.
+pub async fn fresh_db() -> (SqliteDb, TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = SqliteDb::open_in(dir.path()).await.expect("open database");
+    (db, dir)
+}
+
+pub async fn user(db: &SqliteDb, username: &str) -> PublicUser {
+    db.create_user(username, &username.to_uppercase(), "not-a-real-hash", 1)
+        .await
+        .expect("create user")
+}
+
+#[tokio::test]
+async fn migrations_create_a_database_file_and_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let nested = dir.path().join("a/b/chat.db");
+    SqliteDb::connect(&nested.to_string_lossy()).await.unwrap();
+    assert!(nested.exists());
+    // Opening again applies nothing new and keeps working.
+    SqliteDb::connect(&format!("sqlite://{}", nested.display()))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn usernames_are_unique() {
+    let (db, _dir) = fresh_db().await;
+    user(&db, "ann").await;
+    let again = db.create_user("ann", "Other Ann", "h", 2).await;
+    assert!(matches!(again, Err(StoreError::Unique(_))), "{again:?}");
+}
+
+#[tokio::test]
+async fn sessions_resolve_until_expired_or_deleted() {
+    let (db, _dir) = fresh_db().await;
+    let ann = user(&db, "ann").await;
+    db.create_session(b"hash-1", ann.id, 100, 200)
+        .await
+        .unwrap();
+    assert_eq!(
+        db.session_user(b"hash-1", 150).await.unwrap().unwrap().id,
+        ann.id
+    );
+    assert!(
+        db.session_user(b"hash-1", 200).await.unwrap().is_none(),
+        "expired"
+    );
+    assert!(
+        db.session_user(b"other", 150).await.unwrap().is_none(),
+        "unknown"
+    );
+    db.delete_session(b"hash-1").await.unwrap();
+    assert!(
+        db.session_user(b"hash-1", 150).await.unwrap().is_none(),
+        "deleted"
+    );
+}
+
+#[tokio::test]
+async fn user_search_matches_prefixes_literally() {
+    let (db, _dir) = fresh_db().await;
+    user(&db, "ann").await;
+    user(&db, "anna_b").await;
+    user(&db, "bob").await;
+    let names = |found: Vec<PublicUser>| found.into_iter().map(|u| u.username).collect::<Vec<_>>();
+    assert_eq!(
+        names(db.search_users("an", 10).await.unwrap()),
+        ["ann", "anna_b"]
+    );
+    // Display names are upper-cased usernames here: search is case-insensitive.
+    assert_eq!(names(db.search_users("BO", 10).await.unwrap()), ["bob"]);
+    // `_` is a literal, not a wildcard.
+    assert_eq!(
+        names(db.search_users("ann_", 10).await.unwrap()),
+        Vec::<String>::new()
+    );
+    assert_eq!(db.search_users("an", 1).await.unwrap().len(), 1);
+}

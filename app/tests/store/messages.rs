@@ -1,0 +1,186 @@
+use std::sync::Arc;
+
+use app::messages::PageCursor;
+
+use super::*;
+
+#[tokio::test]
+async fn concurrent_inserts_get_gap_free_seqs() {
+    let (db, _dir) = fresh_db().await;
+    let db = Arc::new(db);
+    let ann = user(&db, "ann").await;
+    let channel = db.create_group(ann.id, "deals", &[], 1).await.unwrap();
+    let tasks: Vec<_> = (0..50)
+        .map(|n| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                db.insert_message(channel, ann.id, &format!("client-{n}"), "hi", 2)
+                    .await
+                    .unwrap()
+                    .message
+                    .seq
+            })
+        })
+        .collect();
+    let mut seqs = Vec::new();
+    for task in tasks {
+        seqs.push(task.await.unwrap());
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=50).collect::<Vec<_>>());
+    assert_eq!(
+        db.channel_access(channel, ann.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_seq,
+        50
+    );
+}
+
+#[tokio::test]
+async fn same_client_id_returns_the_original() {
+    let (db, _dir) = fresh_db().await;
+    let ann = user(&db, "ann").await;
+    let channel = db.create_group(ann.id, "deals", &[], 1).await.unwrap();
+    let first = db
+        .insert_message(channel, ann.id, "c1", "hello", 2)
+        .await
+        .unwrap();
+    let again = db
+        .insert_message(channel, ann.id, "c1", "hello again", 3)
+        .await
+        .unwrap();
+    assert!(first.created && !again.created);
+    assert_eq!(again.message, first.message);
+    let page = db
+        .list_messages(channel, PageCursor::Newest, 50)
+        .await
+        .unwrap();
+    assert_eq!(page.messages.len(), 1);
+    // Another sender may use the same key independently.
+    let bob = user(&db, "bob").await;
+    db.add_member(channel, bob.id, 4).await.unwrap();
+    assert!(
+        db.insert_message(channel, bob.id, "c1", "hi", 5)
+            .await
+            .unwrap()
+            .created
+    );
+}
+
+#[tokio::test]
+async fn paging_by_seq_in_both_directions() {
+    let (db, _dir) = fresh_db().await;
+    let ann = user(&db, "ann").await;
+    let channel = db.create_group(ann.id, "deals", &[], 1).await.unwrap();
+    for n in 1..=10 {
+        db.insert_message(channel, ann.id, &format!("c{n}"), &format!("m{n}"), n)
+            .await
+            .unwrap();
+    }
+    let seqs =
+        |page: &app::messages::MessagePage| page.messages.iter().map(|m| m.seq).collect::<Vec<_>>();
+    let newest = db
+        .list_messages(channel, PageCursor::Newest, 4)
+        .await
+        .unwrap();
+    assert_eq!((seqs(&newest), newest.has_more), (vec![7, 8, 9, 10], true));
+    let older = db
+        .list_messages(channel, PageCursor::Before(7), 4)
+        .await
+        .unwrap();
+    assert_eq!((seqs(&older), older.has_more), (vec![3, 4, 5, 6], true));
+    let oldest = db
+        .list_messages(channel, PageCursor::Before(3), 4)
+        .await
+        .unwrap();
+    assert_eq!((seqs(&oldest), oldest.has_more), (vec![1, 2], false));
+    let newer = db
+        .list_messages(channel, PageCursor::After(8), 4)
+        .await
+        .unwrap();
+    assert_eq!((seqs(&newer), newer.has_more), (vec![9, 10], false));
+    let middle = db
+        .list_messages(channel, PageCursor::After(2), 3)
+        .await
+        .unwrap();
+    assert_eq!((seqs(&middle), middle.has_more), (vec![3, 4, 5], true));
+}
+
+#[tokio::test]
+async fn edit_and_delete_keep_seq_and_hide_deleted_body() {
+    let (db, _dir) = fresh_db().await;
+    let ann = user(&db, "ann").await;
+    let channel = db.create_group(ann.id, "deals", &[], 1).await.unwrap();
+    let sent = db
+        .insert_message(channel, ann.id, "c1", "secret", 2)
+        .await
+        .unwrap()
+        .message;
+    let edited = db
+        .edit_message(sent.id, "edited", 3)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (edited.body.as_deref(), edited.edited_at),
+        (Some("edited"), Some(3))
+    );
+    let deleted = db.delete_message(sent.id, 4).await.unwrap().unwrap();
+    assert_eq!(
+        (deleted.body, deleted.deleted_at, deleted.seq),
+        (None, Some(4), sent.seq)
+    );
+    assert!(
+        db.edit_message(sent.id, "again", 5)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        db.delete_message(sent.id, 6)
+            .await
+            .unwrap()
+            .unwrap()
+            .deleted_at,
+        Some(4)
+    );
+    let listed = db
+        .list_messages(channel, PageCursor::Newest, 10)
+        .await
+        .unwrap();
+    assert_eq!(listed.messages[0].body, None);
+    let summary = &db.channel_summaries(ann.id).await.unwrap()[0];
+    assert_eq!(summary.last_message.as_ref().unwrap().body, None);
+}
+
+#[tokio::test]
+async fn read_pointer_only_moves_forward_and_sender_reads_own() {
+    let (db, _dir) = fresh_db().await;
+    let (ann, bob) = (user(&db, "ann").await, user(&db, "bob").await);
+    let channel = db
+        .create_group(ann.id, "deals", &[bob.id], 1)
+        .await
+        .unwrap();
+    for n in 1..=5 {
+        db.insert_message(channel, ann.id, &format!("c{n}"), "hi", n)
+            .await
+            .unwrap();
+    }
+    assert_eq!(db.mark_read(channel, bob.id, 4).await.unwrap(), (4, true));
+    assert_eq!(
+        db.mark_read(channel, bob.id, 2).await.unwrap(),
+        (4, false),
+        "never moves back"
+    );
+    let state = db.read_state(channel).await.unwrap();
+    let pointers: Vec<_> = state
+        .pointers
+        .iter()
+        .map(|p| (p.user_id, p.last_read_seq))
+        .collect();
+    assert_eq!(pointers, [(ann.id, 5), (bob.id, 4)]);
+    assert_eq!(state.seen_by(4, ann.id).collect::<Vec<_>>(), [bob.id]);
+    assert!(state.seen_by(5, ann.id).next().is_none());
+}

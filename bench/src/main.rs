@@ -1,0 +1,207 @@
+//! DealNest Chat load generator: drives a real server through its public interfaces (server
+//! functions over HTTP, the WebSocket protocol) with real accounts and sessions, and reports
+//! latencies, throughput and the server's CPU and memory. See docs/PERFORMANCE.md.
+
+mod client;
+mod report;
+mod scenarios;
+mod server;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use scenarios::{fanout, history, idle, ingest, presence, receipts};
+use server::{Launch, Server};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "dealnest-bench",
+    about = "Benchmarks for the DealNest Chat server"
+)]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Scenario,
+    /// Server binary to start (fresh database, own port) for the run.
+    #[arg(long, global = true, default_value = "target/release/dealnest-chat")]
+    server: PathBuf,
+    /// Port for the started server.
+    #[arg(long, global = true, default_value_t = 3900)]
+    port: u16,
+    /// Use an already running server at this URL instead (with --server-pid for its stats).
+    #[arg(long, global = true)]
+    url: Option<String>,
+    #[arg(long, global = true)]
+    server_pid: Option<u32>,
+    /// Print JSON instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Scenario {
+    /// Idle connections: resident memory per connection.
+    Idle(idle::IdleArgs),
+    /// Channel fan-out: send→deliver latency, deliveries/s, loss and duplicates.
+    Fanout(fanout::FanoutArgs),
+    /// Highest sustained rate of stored messages with p99 < 100 ms.
+    Ingest(ingest::IngestArgs),
+    /// Presence transitions: open/away/close → observers.
+    Presence(presence::PresenceArgs),
+    /// Read receipts: read/mark → other members.
+    Receipts(receipts::ReceiptsArgs),
+    /// History pages over a long channel.
+    History(history::HistoryArgs),
+    /// Every scenario, tiny and short: checks the tool and the server's behaviour, not speed.
+    Smoke,
+    /// (internal) holds idle connections for `idle`.
+    #[command(hide = true)]
+    IdleWorker(idle::WorkerArgs),
+}
+
+impl Scenario {
+    /// Presence is measured with no grace period (else "offline" is late by design).
+    fn server_env(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Self::Presence(_) | Self::Smoke => vec![("PRESENCE_GRACE_SECS", "0".into())],
+            _ => Vec::new(),
+        }
+    }
+}
+
+async fn start(cli: &Cli) -> Result<Server, String> {
+    match &cli.url {
+        Some(url) => Ok(Server::external(url.clone(), cli.server_pid.unwrap_or(0))),
+        None => {
+            Server::start(Launch {
+                binary: &cli.server,
+                port: cli.port,
+                env: cli.scenario.server_env(),
+                database: None,
+            })
+            .await
+        }
+    }
+}
+
+async fn smoke(server: &Server, json: bool) -> Result<bool, String> {
+    let reports = vec![
+        idle::run(
+            server,
+            idle::IdleArgs {
+                steps: vec![20, 60],
+                per_worker: 40,
+                users: 3,
+            },
+        )
+        .await?,
+        fanout::run(
+            server,
+            fanout::FanoutArgs {
+                channels: 2,
+                members: 4,
+                rate: 20,
+                seconds: 2,
+                warmup: 1,
+            },
+        )
+        .await?,
+        ingest::run(
+            server,
+            ingest::IngestArgs {
+                concurrency: vec![4],
+                seconds: 2,
+                channels: 2,
+            },
+        )
+        .await?,
+        presence::run(server, presence::PresenceArgs { cycles: 5 }).await?,
+        receipts::run(
+            server,
+            receipts::ReceiptsArgs {
+                members: 3,
+                marks: 10,
+            },
+        )
+        .await?,
+        history::run(
+            server,
+            history::HistoryArgs {
+                messages: 300,
+                requests: 30,
+                seeders: 4,
+            },
+        )
+        .await?,
+    ];
+    // The smoke checks correctness only: nothing lost, duplicated, missing or failed.
+    let mut healthy = true;
+    for report in &reports {
+        report::print(report, json);
+        for metric in &report.metrics {
+            let correctness = [
+                "lost",
+                "duplicated",
+                "missing",
+                "errors",
+                "not stored",
+                "connections held",
+            ]
+            .iter()
+            .any(|word| metric.name.contains(word));
+            if correctness && metric.met == Some(false) {
+                eprintln!(
+                    "smoke: {} / {} failed: {}",
+                    report.scenario, metric.name, metric.value
+                );
+                healthy = false;
+            }
+        }
+    }
+    Ok(healthy)
+}
+
+async fn run(cli: Cli) -> Result<bool, String> {
+    if let Scenario::IdleWorker(args) = cli.scenario {
+        idle::worker(args).await?;
+        return Ok(true);
+    }
+    let server = start(&cli).await?;
+    let report = match &cli.scenario {
+        Scenario::Idle(args) => idle::run(&server, args.clone()).await,
+        Scenario::Fanout(args) => fanout::run(&server, args.clone()).await,
+        Scenario::Ingest(args) => ingest::run(&server, args.clone()).await,
+        Scenario::Presence(args) => presence::run(&server, args.clone()).await,
+        Scenario::Receipts(args) => receipts::run(&server, args.clone()).await,
+        Scenario::History(args) => history::run(&server, args.clone()).await,
+        Scenario::Smoke => {
+            let healthy = smoke(&server, cli.json).await;
+            server.stop().await;
+            return healthy;
+        }
+        Scenario::IdleWorker(_) => unreachable!("handled above"),
+    };
+    server.stop().await;
+    let report = report?;
+    report::print(&report, cli.json);
+    Ok(true)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    // Many sockets per process: use the whole allowance of open files.
+    let _ = raise_open_file_limit();
+    match run(Cli::parse()).await {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("\nerror: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn raise_open_file_limit() -> std::io::Result<u64> {
+    rlimit::increase_nofile_limit(u64::MAX)
+}

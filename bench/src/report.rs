@@ -1,0 +1,155 @@
+//! Results: a human table, or JSON with `--json`.
+
+use std::sync::{Arc, Mutex};
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::server::ProcStats;
+
+#[derive(Debug, Serialize)]
+pub struct Metric {
+    pub name: String,
+    pub value: f64,
+    pub unit: &'static str,
+    /// The target from the issue, as text (e.g. "≤ 5 ms").
+    pub target: Option<String>,
+    pub met: Option<bool>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub scenario: &'static str,
+    pub parameters: serde_json::Value,
+    pub metrics: Vec<Metric>,
+    pub server: ServerUsage,
+    pub elapsed_secs: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ServerUsage {
+    pub cpu_ms: u64,
+    /// Server CPU over the measured interval, in % of one core.
+    pub cpu_percent: f64,
+    pub rss_start_bytes: u64,
+    pub rss_end_bytes: u64,
+}
+
+impl ServerUsage {
+    pub fn between(start: ProcStats, end: ProcStats, elapsed_secs: f64) -> Self {
+        let cpu_ms = end.cpu_ms.saturating_sub(start.cpu_ms);
+        #[allow(clippy::cast_precision_loss)]
+        let cpu_percent = if elapsed_secs > 0.0 {
+            cpu_ms as f64 / 10.0 / elapsed_secs
+        } else {
+            0.0
+        };
+        Self {
+            cpu_ms,
+            cpu_percent,
+            rss_start_bytes: start.rss_bytes,
+            rss_end_bytes: end.rss_bytes,
+        }
+    }
+}
+
+impl Metric {
+    pub fn plain(name: &str, value: f64, unit: &'static str) -> Self {
+        Self {
+            name: name.to_owned(),
+            value,
+            unit,
+            target: None,
+            met: None,
+        }
+    }
+
+    /// A metric that should be at most `limit`.
+    pub fn at_most(name: &str, value: f64, unit: &'static str, limit: f64) -> Self {
+        Self {
+            target: Some(format!("≤ {limit} {unit}")),
+            met: Some(value <= limit),
+            ..Self::plain(name, value, unit)
+        }
+    }
+
+    /// A metric that should be at least `floor`.
+    pub fn at_least(name: &str, value: f64, unit: &'static str, floor: f64) -> Self {
+        Self {
+            target: Some(format!("≥ {floor} {unit}")),
+            met: Some(value >= floor),
+            ..Self::plain(name, value, unit)
+        }
+    }
+}
+
+/// A latency histogram in microseconds shared by many tasks.
+pub type SharedHistogram = Arc<Mutex<Histogram<u64>>>;
+
+pub fn histogram() -> SharedHistogram {
+    Arc::new(Mutex::new(
+        Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds"),
+    ))
+}
+
+pub fn record(histogram: &SharedHistogram, micros: u64) {
+    if let Ok(mut h) = histogram.lock() {
+        let _ = h.record(micros.clamp(1, 60_000_000));
+    }
+}
+
+/// p50, p99, p99.9 (ms) and the count.
+pub fn percentiles(histogram: &SharedHistogram) -> (f64, f64, f64, u64) {
+    let h = histogram.lock().expect("histogram");
+    #[allow(clippy::cast_precision_loss)]
+    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    (ms(0.5), ms(0.99), ms(0.999), h.len())
+}
+
+pub fn print(report: &Report, json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(report).unwrap_or_default()
+        );
+        return;
+    }
+    println!(
+        "\n== {} ({:.1} s) {}",
+        report.scenario, report.elapsed_secs, report.parameters
+    );
+    println!(
+        "{:<34} {:>14}  {:<10} {:<14} ",
+        "metric", "value", "unit", "target"
+    );
+    for metric in &report.metrics {
+        let verdict = match metric.met {
+            Some(true) => "met",
+            Some(false) => "MISSED",
+            None => "",
+        };
+        println!(
+            "{:<34} {:>14.3}  {:<10} {:<14} {verdict}",
+            metric.name,
+            metric.value,
+            metric.unit,
+            metric.target.clone().unwrap_or_default()
+        );
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let mib = |b: u64| b as f64 / 1_048_576.0;
+    println!(
+        "server: {} ms CPU ({:.0}% of a core), RSS {:.1} → {:.1} MiB",
+        report.server.cpu_ms,
+        report.server.cpu_percent,
+        mib(report.server.rss_start_bytes),
+        mib(report.server.rss_end_bytes)
+    );
+}
+
+/// Rewrites one progress line on stderr.
+pub fn progress(line: &str) {
+    use std::io::Write;
+    eprint!("\r\x1b[2K{line}");
+    let _ = std::io::stderr().flush();
+}

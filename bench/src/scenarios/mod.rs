@@ -1,0 +1,8 @@
+//! One module per scenario.
+
+pub mod fanout;
+pub mod history;
+pub mod idle;
+pub mod ingest;
+pub mod presence;
+pub mod receipts;

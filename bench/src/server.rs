@@ -1,0 +1,131 @@
+//! The server under test: started by the bench (fresh database, its own port) or given by URL
+//! and process id. Its CPU time and resident memory are read from `/proc`.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+
+pub struct Server {
+    pub url: String,
+    pub pid: u32,
+    child: Option<Child>,
+    _data: Option<tempfile::TempDir>,
+}
+
+/// Settings for a server the bench starts.
+pub struct Launch<'a> {
+    pub binary: &'a Path,
+    pub port: u16,
+    /// Extra environment (limits raised for load, grace period…).
+    pub env: Vec<(&'static str, String)>,
+    /// Use this database file instead of a fresh one (e.g. a seeded one).
+    pub database: Option<PathBuf>,
+}
+
+impl Server {
+    pub async fn start(launch: Launch<'_>) -> Result<Self, String> {
+        let data = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let database = launch
+            .database
+            .clone()
+            .unwrap_or_else(|| data.path().join("bench.db"));
+        let mut command = Command::new(launch.binary);
+        command
+            .env("DATABASE_URL", &database)
+            .env("LEPTOS_SITE_ADDR", format!("127.0.0.1:{}", launch.port))
+            .env("LEPTOS_SITE_ROOT", "target/site")
+            .env("LOG_LEVEL", "warn")
+            // Load generators sign up and log in many accounts from one address.
+            .env("AUTH_PER_IP_PER_MINUTE", "100000000")
+            .env("LOGIN_PER_USER_PER_MINUTE", "100000000")
+            .env("MAX_CONNECTIONS_PER_USER", "100000")
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        for (key, value) in &launch.env {
+            command.env(key, value);
+        }
+        let child = command
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", launch.binary.display()))?;
+        let pid = child.id().ok_or("server exited at once")?;
+        let server = Self {
+            url: format!("http://127.0.0.1:{}", launch.port),
+            pid,
+            child: Some(child),
+            _data: Some(data),
+        };
+        server.wait_healthy().await?;
+        Ok(server)
+    }
+
+    pub fn external(url: String, pid: u32) -> Self {
+        Self {
+            url,
+            pid,
+            child: None,
+            _data: None,
+        }
+    }
+
+    async fn wait_healthy(&self) -> Result<(), String> {
+        let http = reqwest::Client::new();
+        for _ in 0..300 {
+            if let Ok(response) = http.get(format!("{}/health", self.url)).send().await
+                && response.status().is_success()
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(format!("server at {} did not become healthy", self.url))
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("{}/ws", self.url.replacen("http://", "ws://", 1))
+    }
+
+    /// CPU time (user + system) and resident memory of the server process now.
+    pub fn stats(&self) -> ProcStats {
+        ProcStats::read(self.pid)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill().await;
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct ProcStats {
+    pub cpu_ms: u64,
+    pub rss_bytes: u64,
+}
+
+impl ProcStats {
+    pub fn read(pid: u32) -> Self {
+        // Fields 14 and 15 of /proc/PID/stat are user and system time in clock ticks (100/s on
+        // Linux); the command name (field 2) may hold spaces, so count from its closing ')'.
+        let cpu_ms = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| {
+                let after_name = stat.rsplit_once(')')?.1;
+                let fields: Vec<&str> = after_name.split_whitespace().collect();
+                let user: u64 = fields.get(11)?.parse().ok()?;
+                let system: u64 = fields.get(12)?.parse().ok()?;
+                Some((user + system) * 10)
+            })
+            .unwrap_or(0);
+        let rss_bytes = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|status| {
+                let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+                let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+                Some(kib * 1024)
+            })
+            .unwrap_or(0);
+        Self { cpu_ms, rss_bytes }
+    }
+}

@@ -1,0 +1,74 @@
+import { expect, test, type Page } from '@playwright/test';
+
+// Unique per run so reruns against a reused database never collide.
+const suffix = Date.now().toString(36);
+
+/** Waits until the WASM bundle has hydrated the page (the app marks `<body data-hydrated>`). */
+async function hydrated(page: Page) {
+  await page.locator('body[data-hydrated]').waitFor({ state: 'attached' });
+}
+
+test('sign up, land on the home page, log out, log back in', async ({ page }) => {
+  const username = `ann_${suffix}`;
+  await page.goto('/signup');
+  await hydrated(page);
+  await page.getByLabel('Username').fill(username);
+  await page.getByLabel('Display name').fill('Ann Example');
+  await page.getByLabel('Password').fill('correct horse');
+  await page.getByRole('button', { name: 'Sign up' }).click();
+
+  await expect(page).toHaveURL(/\/$/);
+  await expect(page.getByTestId('current-user')).toHaveText('Ann Example');
+  await expect(page.getByText('No conversations yet. Start one above.')).toBeVisible();
+
+  await page.getByRole('button', { name: 'Log out' }).click();
+  await expect(page).toHaveURL(/\/login$/);
+
+  // The session is gone: the home page sends us back to log in.
+  await page.goto('/');
+  await expect(page).toHaveURL(/\/login$/);
+
+  await page.getByLabel('Username').fill(username);
+  await page.getByLabel('Password').fill('correct horse');
+  await page.getByRole('button', { name: 'Log in' }).click();
+  await expect(page.getByTestId('current-user')).toHaveText('Ann Example');
+});
+
+test('sign-up shows field errors from the form and from the server', async ({ page }) => {
+  await page.goto('/signup');
+  await hydrated(page);
+  await page.getByLabel('Username').fill('x');
+  await page.getByLabel('Display name').fill('Someone');
+  await page.getByLabel('Password').fill('correct horse');
+  await page.getByRole('button', { name: 'Sign up' }).click();
+  await expect(page.locator('#username-error')).toContainText('3–32 characters');
+  await expect(page.getByLabel('Username')).toHaveAttribute('aria-invalid', 'true');
+
+  await page.getByLabel('Username').fill(`bob_${suffix}`);
+  await page.getByLabel('Password').fill('short');
+  await page.getByRole('button', { name: 'Sign up' }).click();
+  await expect(page.locator('#password-error')).toContainText('at least 8 characters');
+  await expect(page.locator('#username-error')).toHaveText('');
+
+  // A taken username is refused by the server and the message is shown.
+  await page.getByLabel('Password').fill('correct horse');
+  await page.getByRole('button', { name: 'Sign up' }).click();
+  await expect(page.getByTestId('current-user')).toHaveText('Someone');
+  await page.getByRole('button', { name: 'Log out' }).click();
+  await page.goto('/signup');
+  await hydrated(page);
+  await page.getByLabel('Username').fill(`bob_${suffix}`);
+  await page.getByLabel('Display name').fill('Another Bob');
+  await page.getByLabel('Password').fill('correct horse');
+  await page.getByRole('button', { name: 'Sign up' }).click();
+  await expect(page.getByRole('alert').filter({ hasText: 'is taken' })).toBeVisible();
+});
+
+test('wrong password is reported without saying which part was wrong', async ({ page }) => {
+  await page.goto('/login');
+  await hydrated(page);
+  await page.getByLabel('Username').fill(`nobody_${suffix}`);
+  await page.getByLabel('Password').fill('whatever123');
+  await page.getByRole('button', { name: 'Log in' }).click();
+  await expect(page.getByRole('alert').filter({ hasText: 'wrong username or password' })).toBeVisible();
+});

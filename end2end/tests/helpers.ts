@@ -1,0 +1,68 @@
+import { expect, type Browser, type Page } from '@playwright/test';
+
+/** Unique per run so reruns against the same database never collide. */
+export const runId = Date.now().toString(36).slice(-6);
+
+/** Waits until the WASM bundle has hydrated the page (the app marks `<body data-hydrated>`). */
+export async function hydrated(page: Page) {
+  await page.locator('body[data-hydrated]').waitFor({ state: 'attached' });
+}
+
+/** A new browser context with a signed-up user on the chat screen. */
+export async function newUser(browser: Browser, name: string, baseURL?: string) {
+  const context = await browser.newContext(baseURL ? { baseURL } : {});
+  const page = await context.newPage();
+  page.on('dialog', (dialog) => {
+    throw new Error(`unexpected browser dialog: ${dialog.message()}`);
+  });
+  const username = `${name.toLowerCase()}_${runId}`;
+  await page.goto('/signup');
+  await hydrated(page);
+  await page.getByLabel('Username').fill(username);
+  await page.getByLabel('Display name').fill(name);
+  await page.getByLabel('Password').fill('correct horse');
+  await page.getByRole('button', { name: 'Sign up' }).click();
+  await expect(page.getByTestId('current-user')).toHaveText(name);
+  return { context, page, username, name };
+}
+
+/** Creates a group channel from `page` with the given members, and opens it. */
+export async function createChannel(page: Page, channelName: string, memberUsernames: string[]) {
+  await page.getByRole('button', { name: 'New channel' }).click();
+  const dialog = page.getByRole('dialog', { name: 'New channel' });
+  await expect(dialog.getByLabel('Channel name')).toBeFocused();
+  await dialog.getByLabel('Channel name').fill(channelName);
+  for (const username of memberUsernames) {
+    await dialog.getByLabel('Add people').fill(username);
+    await dialog.getByRole('button', { name: new RegExp(`@${username}`) }).click();
+  }
+  await dialog.getByRole('button', { name: 'Create channel' }).click();
+  await expect(page).toHaveURL(/\/c\/\d+$/);
+  await expect(page.getByRole('heading', { level: 1 })).toHaveText(channelName);
+  return Number(page.url().split('/').pop());
+}
+
+/** Types a message in the composer and sends it with Enter. */
+export async function send(page: Page, text: string) {
+  const composer = page.getByLabel('Message', { exact: true });
+  await composer.fill(text);
+  await composer.press('Enter');
+}
+
+/** The sidebar link of a channel. */
+export function channelLink(page: Page, channelId: number) {
+  return page.locator(`a[data-channel="${channelId}"]`);
+}
+
+/** The messages area. */
+export function messages(page: Page) {
+  return page.getByRole('log', { name: 'Messages' });
+}
+
+/** Sends a message through the HTTP API with the page's session (no UI involved). */
+export async function apiSend(page: Page, channelId: number, body: string) {
+  const response = await page.request.post('/api/messages/send', {
+    data: { channel_id: channelId, client_id: crypto.randomUUID(), body },
+  });
+  expect(response.status()).toBe(200);
+}

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs what building (and, with --test, testing) DealNest Chat needs. Idempotent: each step
+# is skipped when already present, so every README command can call it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CARGO_LEPTOS_VERSION=0.3.10 # 0.3.11 needs a newer rustc than this toolchain
+with_test_tools=false
+[[ "${1:-}" == "--test" ]] && with_test_tools=true
+
+step() { printf '\033[1;34m==>\033[0m %s\n' "$*"; }
+
+as_root() {
+  if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi
+}
+
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  step "adding the wasm32-unknown-unknown target"
+  rustup target add wasm32-unknown-unknown
+fi
+
+if ! cargo leptos --version 2>/dev/null | grep -q "$CARGO_LEPTOS_VERSION"; then
+  step "installing cargo-leptos $CARGO_LEPTOS_VERSION (takes ~17 min once)"
+  cargo install cargo-leptos --version "$CARGO_LEPTOS_VERSION" --locked
+fi
+
+# cargo-leptos runs the wasm-bindgen on PATH (it cannot download one here); it must match the
+# wasm-bindgen library version in Cargo.lock exactly.
+bindgen_version=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
+if ! wasm-bindgen --version 2>/dev/null | grep -q "$bindgen_version"; then
+  step "installing wasm-bindgen-cli $bindgen_version"
+  # No --locked: its own lockfile pins a crate version the registry no longer has.
+  cargo install wasm-bindgen-cli --version "$bindgen_version"
+fi
+
+if $with_test_tools; then
+  if [[ ! -x /usr/bin/chromium ]]; then
+    step "installing Debian's chromium for browser tests"
+    as_root apt-get update
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
+  fi
+  if [[ ! -x end2end/node_modules/.bin/playwright ]]; then
+    step "installing Playwright (no browser download: tests use /usr/bin/chromium)"
+    (cd end2end && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund)
+  fi
+fi

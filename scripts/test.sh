@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Runs every check and test: formatting, lints (server and WASM), unit and storage tests,
+# HTTP API tests against the real server, and browser tests in Chromium. Installs what is
+# missing first. Exits non-zero on the first failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh --test
+
+step() { printf '\033[1;34m==>\033[0m %s\n' "$*"; }
+
+# Redis (presence tests) and PostgreSQL run on the machine; start them when they are down.
+export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
+as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
+if ! redis-cli -u "$REDIS_URL" ping >/dev/null 2>&1; then
+  step "starting Redis"
+  as_root mkdir -p /var/lib/redis /var/log/redis
+  as_root redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" \
+    --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log
+  for _ in $(seq 50); do redis-cli -u "$REDIS_URL" ping >/dev/null 2>&1 && break; sleep 0.1; done
+fi
+if ! pg_isready -h 127.0.0.1 -p 5432 >/dev/null 2>&1; then
+  step "starting PostgreSQL"
+  as_root pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start
+fi
+
+# The same flags cargo-leptos builds with, so tests reuse its build instead of redoing it.
+export RUSTFLAGS="--cfg erase_components"
+export LEPTOS_OUTPUT_NAME=dealnest-chat
+
+step "formatting"
+cargo fmt --all --check
+
+step "unit and storage tests (app, ssr)"
+cargo test -p app --features ssr
+
+step "API tests (real server over HTTP)"
+cargo test -p dealnest-chat
+
+step "building server and WASM"
+# cargo-leptos sets its own flags (per target); ours would make it rebuild the WASM.
+env -u RUSTFLAGS -u LEPTOS_OUTPUT_NAME cargo leptos build
+
+step "browser tests (Playwright + Chromium)"
+(cd end2end && npx playwright test)
+
+step "benchmark smoke (every scenario, tiny and short; checks correctness, not speed)"
+cargo build -p dealnest-bench
+./target/debug/dealnest-bench smoke --server target/debug/dealnest-chat --port 3190
+
+step "lints: server side"
+cargo clippy -p app -p dealnest-chat -p dealnest-bench --features app/ssr --all-targets -- -D warnings
+step "lints: browser side"
+cargo clippy -p frontend -p app --features app/hydrate --target wasm32-unknown-unknown -- -D warnings
+
+step "all tests passed"

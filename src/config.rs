@@ -1,0 +1,118 @@
+//! Server configuration: flags, each with an environment-variable fallback (`.env` is read too).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use app::presence::service::PresenceConfig;
+use app::realtime::hub::HubConfig;
+use app::server::AppConfig;
+use clap::Parser;
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "dealnest-chat", version, about = "DealNest Chat server")]
+pub struct Config {
+    /// Database: a SQLite file path or `sqlite:` URL (created with its folder if missing).
+    #[arg(long, env = "DATABASE_URL", default_value = "./data/dealnest.db")]
+    pub database_url: String,
+
+    /// Address to listen on. Defaults to Leptos' site address (127.0.0.1:3000).
+    #[arg(long, env = "BIND_ADDR")]
+    pub bind: Option<SocketAddr>,
+
+    /// Port to listen on, overriding the port of the bind address.
+    #[arg(long, env = "PORT")]
+    pub port: Option<u16>,
+
+    /// Log filter, e.g. `info` or `app=debug,tower_http=debug`.
+    #[arg(long, env = "LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+
+    /// Mark the session cookie `Secure`; set when serving over HTTPS.
+    #[arg(long, env = "SECURE_COOKIES", default_value_t = false)]
+    pub secure_cookies: bool,
+
+    /// Session lifetime in hours.
+    #[arg(long, env = "SESSION_TTL_HOURS", default_value_t = 720)]
+    pub session_ttl_hours: i64,
+
+    /// Log-in attempts allowed per username per minute.
+    #[arg(long, env = "LOGIN_PER_USER_PER_MINUTE", default_value_t = 10)]
+    pub login_per_user_per_minute: u32,
+
+    /// Log-in and sign-up attempts allowed per client IP per minute.
+    #[arg(long, env = "AUTH_PER_IP_PER_MINUTE", default_value_t = 30)]
+    pub auth_per_ip_per_minute: u32,
+
+    /// Take the client IP from `X-Forwarded-For` (only behind a trusted load balancer).
+    #[arg(long, env = "TRUST_FORWARDED_FOR", default_value_t = false)]
+    pub trust_forwarded_for: bool,
+
+    /// Redis for presence shared by several nodes, e.g. `redis://127.0.0.1:6379`. Without it
+    /// (or while it is unreachable) presence is kept in memory.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// Prefix of every Redis key (lets several deployments share one Redis).
+    #[arg(long, env = "REDIS_PREFIX", default_value = "dealnest")]
+    pub redis_prefix: String,
+
+    /// Seconds a user with no connection left still shows as present (reloads do not flap).
+    #[arg(long, env = "PRESENCE_GRACE_SECS", default_value_t = 5)]
+    pub presence_grace_secs: u64,
+
+    /// WebSocket ping interval in seconds; a connection silent for two intervals is closed.
+    #[arg(long, env = "HEARTBEAT_SECS", default_value_t = 30)]
+    pub heartbeat_secs: u64,
+
+    /// Open WebSocket connections one user may hold (tabs, devices).
+    #[arg(long, env = "MAX_CONNECTIONS_PER_USER", default_value_t = 20)]
+    pub max_connections_per_user: usize,
+
+    /// Open WebSocket connections this process accepts.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 19_500)]
+    pub max_connections: usize,
+
+    /// Other origins whose pages may open `/ws` with the session cookie (comma-separated),
+    /// e.g. `https://chat.example.com`. The app's own origin is always allowed.
+    #[arg(long, env = "ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+}
+
+impl Config {
+    /// The settings the services need.
+    pub fn app_config(&self) -> AppConfig {
+        let defaults = AppConfig::default();
+        let heartbeat_secs = self.heartbeat_secs.max(1);
+        AppConfig {
+            secure_cookies: self.secure_cookies,
+            session_ttl_secs: self.session_ttl_hours.max(1) * 3600,
+            login_per_user_per_minute: self.login_per_user_per_minute,
+            auth_per_ip_per_minute: self.auth_per_ip_per_minute,
+            trust_forwarded_for: self.trust_forwarded_for,
+            heartbeat: Duration::from_secs(heartbeat_secs),
+            max_connections: self.max_connections,
+            hub: HubConfig {
+                max_connections_per_user: self.max_connections_per_user,
+                ..defaults.hub
+            },
+            presence: PresenceConfig {
+                grace: Duration::from_secs(self.presence_grace_secs),
+                // Two missed heartbeats and a margin before another node expires the lease.
+                lease_ttl: Duration::from_secs(heartbeat_secs * 2 + 15),
+                redis_url: self.redis_url.clone().filter(|url| !url.is_empty()),
+                redis_prefix: self.redis_prefix.clone(),
+                ..defaults.presence
+            },
+            allowed_origins: self.allowed_origins.clone(),
+        }
+    }
+
+    /// The listening address: `--bind`, else Leptos' site address, with `--port` applied.
+    pub fn bind_addr(&self, leptos_site_addr: SocketAddr) -> SocketAddr {
+        let mut addr = self.bind.unwrap_or(leptos_site_addr);
+        if let Some(port) = self.port {
+            addr.set_port(port);
+        }
+        addr
+    }
+}

@@ -1,0 +1,9 @@
+//! The DealNest Chat server: the axum host around the `app` crate.
+//!
+//! # Layout
+//! - [`config`]: flags and environment (`DATABASE_URL`, `PORT`…), parsed once at start.
+//! - [`startup`]: opens storage, builds the `AppState`, the router ([`startup::router`]) and
+//!   serves it. Integration tests call the same functions on an ephemeral port.
+
+pub mod config;
+pub mod startup;

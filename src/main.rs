@@ -1,0 +1,69 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use dealnest_chat::config::Config;
+use dealnest_chat::startup::{self, StartupError};
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+
+/// mimalloc returns freed large blocks to the OS; with glibc's malloc, memory from bursts (such
+/// as Argon2's 19 MiB per hash) stayed resident in per-thread arenas.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    dotenvy::dotenv().ok();
+    let config = Config::parse();
+    // Every WebSocket is an open file: use the whole allowance (the soft limit is often 1024).
+    let open_files = rlimit::increase_nofile_limit(u64::MAX);
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_new(&config.log_level).unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    match open_files {
+        Ok(limit) => tracing::info!(limit, "open-file limit"),
+        Err(error) => tracing::warn!(%error, "could not raise the open-file limit"),
+    }
+    match run(config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "server stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> Result<(), StartupError> {
+    let leptos_options = startup::leptos_options()?;
+    let addr = config.bind_addr(leptos_options.site_addr);
+    let state =
+        startup::build_state(&config.database_url, config.app_config(), leptos_options).await?;
+    let listener = TcpListener::bind(addr).await?;
+    tracing::info!(%addr, database = %config.database_url, "DealNest Chat listening on http://{addr}");
+    startup::serve(listener, state, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Completes on Ctrl-C or SIGTERM, so in-flight requests finish before exit.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        if let Ok(mut signal) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            signal.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,13 @@
+//! API tests: the real server on an ephemeral port, called over HTTP.
+
+mod access;
+mod auth;
+mod channels;
+mod helpers;
+mod messages;
+mod pages;
+mod presence;
+mod proxy;
+mod realtime;
+mod receipts;
+mod validation;
