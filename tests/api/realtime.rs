@@ -317,6 +317,9 @@ async fn a_slow_consumer_is_cut_off_while_others_keep_receiving() {
     // Bob's client stops reading; the kernel may buffer up to 4 MiB for it, so send more than
     // that: 450 messages of 4000 four-byte characters (~7 MB).
     let mut slow = app.ws_small_window(&bob).await;
+    // Like any client, it says at once what it has; until then the server would hold events
+    // back rather than queue them.
+    slow.send(json!({ "type": "resume", "channels": [] })).await;
     let mut fast = app.ws(&cid).await;
     let total = 450;
     let reader = tokio::spawn(async move {

@@ -40,8 +40,10 @@ const EVENTS_PER_SEC: f64 = 20.0;
 const EVENT_BURST: f64 = 60.0;
 /// How long a new connection holds back message events waiting for the first `resume`.
 pub const RESUME_WAIT: Duration = Duration::from_millis(1500);
-/// How long the closing frame may take to go out.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The least time a closing connection waits for its close frame to go out and be answered.
+/// It waits a heartbeat interval when that is longer: a client that fell behind has megabytes
+/// queued before the close frame and must read through them to learn why it was closed.
+const MIN_CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 enum Replayed {
     Message {
@@ -185,16 +187,15 @@ pub async fn run(
     for replay in conn.replays.values() {
         replay.task.abort();
     }
-    if let Err(Stop::Close(code, reason)) = result {
-        let close = conn.socket.send(WsMessage::Close(Some(CloseFrame {
-            code,
-            reason: reason.into(),
-        })));
-        // A client that stopped reading may never take the close frame: give up after a while.
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, close).await;
-    }
+    // Gone from the hub and from presence at once; the close handshake below may take a while.
     drop(registration);
     state.presence.disconnected(user_id, id).await;
+    if let Err(Stop::Close(code, reason)) = result {
+        // A client that stopped reading may never take the close frame or answer it: give up
+        // after a while.
+        let wait = heartbeat.max(MIN_CLOSE_WAIT);
+        let _ = tokio::time::timeout(wait, conn.close_handshake(code, reason)).await;
+    }
 }
 
 impl Connection {
@@ -212,6 +213,21 @@ impl Connection {
                 Err(Stop::Close(close_code::LAGGING, "fell behind: reconnect and resume"))
             }
         }
+    }
+
+    /// Sends the close frame, then reads until the client answers it. Dropping the socket
+    /// right after sending would make the client's next write (an automatic pong, say) hit a
+    /// closed socket; the reset that follows can discard the close frame still unread in the
+    /// client's buffer, and the client would see 1006 instead of the code that tells it why.
+    async fn close_handshake(&mut self, code: u16, reason: &'static str) {
+        let frame = WsMessage::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        }));
+        if self.socket.send(frame).await.is_err() {
+            return;
+        }
+        while let Some(Ok(_)) = self.socket.recv().await {}
     }
 
     async fn send_text(&mut self, text: axum::extract::ws::Utf8Bytes) -> Result<(), Stop> {
