@@ -13,11 +13,12 @@
 //!
 //! # A request
 //! `POST /api/messages/send` → the server function in `messages/api.rs` resolves the session
-//! (`auth::server::session`) and calls `messages::service::send`, which validates the body,
-//! checks membership and calls `MessageStore::insert_message`. Errors flow back as
-//! `StoreError` → `ServiceError` → `ApiError` (internals logged, not shown). After storing, the
-//! service publishes `message_created` to the hub, which serializes it once and queues it on
-//! every connection of every channel member.
+//! (`auth::server::session`) and calls `messages::service::send`, which validates the body and
+//! hands it to the message writer (`messages::writer`): it stores queued sends in one
+//! transaction (`MessageStore::insert_messages`, membership checked in the insert), publishes
+//! `message_created` to the hub, which serializes it once and queues it on every connection of
+//! every channel member, and then answers. Errors flow back as `StoreError` → `ServiceError` →
+//! `ApiError` (internals logged, not shown).
 
 pub mod auth;
 pub mod channels;

@@ -1,8 +1,6 @@
 //! Message rules: only members read and write; only the sender edits or deletes.
 
-use tokio::sync::{Mutex, MutexGuard};
-
-use super::store::SendOutcome;
+use super::store::NewMessage;
 use super::{Message, MessagePage, PageCursor};
 use crate::auth::server::AuthUser;
 use crate::channels::service::require_member;
@@ -10,6 +8,7 @@ use crate::domain::{ClientId, MessageBody, parse_id, parse_limit, parse_seq};
 use crate::error::ApiError;
 use crate::realtime::broker::Target;
 use crate::realtime::protocol::ServerEvent;
+use crate::server::ServiceError;
 use crate::server::error::ServiceResult;
 use crate::server::{AppState, now_ms};
 
@@ -17,28 +16,6 @@ use crate::server::{AppState, now_ms};
 pub const MAX_PAGE: u32 = 200;
 /// Page size when none is asked for.
 pub const DEFAULT_PAGE: u32 = 50;
-
-/// Striped locks held from storing a message until it is published, so the hub sees each
-/// channel's `message_created` events in seq order (two senders could otherwise commit 5 and 6
-/// but publish 6 first). Sends to one channel are serialized by the database anyway.
-pub struct SendOrder {
-    stripes: Box<[Mutex<()>]>,
-}
-
-impl Default for SendOrder {
-    fn default() -> Self {
-        Self {
-            stripes: (0..64).map(|_| Mutex::new(())).collect(),
-        }
-    }
-}
-
-impl SendOrder {
-    async fn lock(&self, channel_id: i64) -> MutexGuard<'_, ()> {
-        let stripe = channel_id.unsigned_abs() as usize % self.stripes.len();
-        self.stripes[stripe].lock().await
-    }
-}
 
 #[tracing::instrument(skip(state, user, body), fields(user_id = user.id))]
 pub async fn send(
@@ -48,49 +25,64 @@ pub async fn send(
     client_id: &str,
     body: &str,
 ) -> ServiceResult<Message> {
+    let channel_id = parse_id(channel_id, "channel_id")?;
     let client_id = ClientId::parse(client_id)?;
     let body = MessageBody::parse(body)?;
-    require_member(state, user, channel_id).await?;
-    let in_order = state.send_order.lock(channel_id).await;
-    let SendOutcome { message, created } = state
-        .db
-        .insert_message(
-            channel_id,
-            user.id,
-            client_id.as_str(),
-            body.as_str(),
-            now_ms(),
-        )
-        .await?;
-    if created {
-        state.hub.publish(
-            Target::Channel(channel_id),
-            ServerEvent::MessageCreated {
-                message: message.clone(),
-            },
-        );
+    let new = NewMessage {
+        channel_id,
+        sender_id: user.id,
+        client_id: client_id.as_str().to_owned(),
+        body: body.as_str().to_owned(),
+        created_at: now_ms(),
+    };
+    // The writer checks membership and the key in the same statement as the insert; only when
+    // it stored nothing do we look for why. A second try covers being added to the channel
+    // between the insert and the check.
+    for _ in 0..2 {
+        let stored = state
+            .message_writer
+            .write(new.clone(), user.display_name.clone())
+            .await
+            .map_err(|stopped| ServiceError::Fault(stopped.to_string()))??;
+        if let Some(message) = stored {
+            stopped_typing(state, user.id, channel_id);
+            return Ok(message);
+        }
+        require_member(state, user, channel_id).await?;
+        if let Some(original) = state
+            .db
+            .message_by_client_id(user.id, client_id.as_str())
+            .await?
+        {
+            if original.channel_id != channel_id {
+                return Err(ApiError::conflict(format!(
+                    "client_id {} was already used for a message in another channel",
+                    client_id.as_str()
+                ))
+                .into());
+            }
+            return Ok(original);
+        }
     }
-    drop(in_order);
-    if created && state.typing.stopped(user.id, channel_id, now_ms()) {
+    Err(ServiceError::Fault(format!(
+        "channel {channel_id}: a member's send stored nothing twice"
+    )))
+}
+
+/// A send ends the sender's typing in that channel.
+fn stopped_typing(state: &AppState, user_id: i64, channel_id: i64) {
+    if state.typing.stopped(user_id, channel_id, now_ms()) {
         state.hub.publish(
             Target::ChannelExcept {
                 channel_id,
-                user_id: user.id,
+                user_id,
             },
             ServerEvent::TypingStopped {
                 channel_id,
-                user_id: user.id,
+                user_id,
             },
         );
     }
-    if message.channel_id != channel_id {
-        return Err(ApiError::conflict(format!(
-            "client_id {} was already used for a message in another channel",
-            client_id.as_str()
-        ))
-        .into());
-    }
-    Ok(message)
 }
 
 pub async fn list(

@@ -10,26 +10,38 @@ use super::{Message, MessagePage, PageCursor};
 use crate::server::SqliteDb;
 use crate::server::db::StoreResult;
 
-/// What a send did.
+/// A message to store, as a sender hands it over.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SendOutcome {
-    pub message: Message,
-    /// False when the `client_id` was already used and `message` is the original.
-    pub created: bool,
+pub struct NewMessage {
+    pub channel_id: i64,
+    pub sender_id: i64,
+    /// The sender's idempotency key.
+    pub client_id: String,
+    pub body: String,
+    pub created_at: i64,
+}
+
+/// What the database assigned to a stored message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    pub id: i64,
+    pub seq: i64,
 }
 
 #[async_trait]
 pub trait MessageStore {
-    /// Stores a message with the next seq of its channel, and moves the sender's read pointer
-    /// to it. When `(sender_id, client_id)` exists, returns that message instead.
-    async fn insert_message(
+    /// Stores a batch of messages in one transaction, in order: each takes the next seq of its
+    /// channel and moves the sender's read pointer to it. An entry is `None` when nothing was
+    /// stored for it: the sender is not a member of the channel (or it does not exist), or the
+    /// sender used its `client_id` before (see [`MessageStore::message_by_client_id`]). Any
+    /// error means nothing of the batch was stored.
+    async fn insert_messages(&self, batch: &[NewMessage]) -> StoreResult<Vec<Option<Stored>>>;
+    /// The message `sender_id` sent with `client_id`, if any.
+    async fn message_by_client_id(
         &self,
-        channel_id: i64,
         sender_id: i64,
         client_id: &str,
-        body: &str,
-        now: i64,
-    ) -> StoreResult<SendOutcome>;
+    ) -> StoreResult<Option<Message>>;
     async fn message_by_id(&self, message_id: i64) -> StoreResult<Option<Message>>;
     async fn list_messages(
         &self,
@@ -78,62 +90,46 @@ macro_rules! message_query {
 
 #[async_trait]
 impl MessageStore for SqliteDb {
-    async fn insert_message(
+    async fn insert_messages(&self, batch: &[NewMessage]) -> StoreResult<Vec<Option<Stored>>> {
+        // One statement per message: the membership check is its SELECT, the idempotency check
+        // its conflict clause, and the trigger `messages_advance_channel` moves `last_seq` and
+        // the sender's read pointer. Each statement is a round trip to sqlx's connection
+        // thread, so fewer statements is what makes the writer fast.
+        let mut tx = self.begin_write().await?;
+        let mut stored = Vec::with_capacity(batch.len());
+        for message in batch {
+            let row: Option<(i64, i64)> = sqlx::query_as(
+                "INSERT INTO messages (channel_id, seq, sender_id, client_id, body, created_at)
+                 SELECT c.id, c.last_seq + 1, m.user_id, ?, ?, ?
+                 FROM channels c JOIN channel_members m ON m.channel_id = c.id
+                 WHERE c.id = ? AND m.user_id = ?
+                 ON CONFLICT (sender_id, client_id) DO NOTHING
+                 RETURNING id, seq",
+            )
+            .bind(&message.client_id)
+            .bind(&message.body)
+            .bind(message.created_at)
+            .bind(message.channel_id)
+            .bind(message.sender_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            stored.push(row.map(|(id, seq)| Stored { id, seq }));
+        }
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    async fn message_by_client_id(
         &self,
-        channel_id: i64,
         sender_id: i64,
         client_id: &str,
-        body: &str,
-        now: i64,
-    ) -> StoreResult<SendOutcome> {
-        let mut tx = self.begin_write().await?;
-        if let Some(row) = message_query!("WHERE m.sender_id = ? AND m.client_id = ?")
+    ) -> StoreResult<Option<Message>> {
+        let row = message_query!("WHERE m.sender_id = ? AND m.client_id = ?")
             .bind(sender_id)
             .bind(client_id)
-            .fetch_optional(&mut *tx)
-            .await?
-        {
-            return Ok(SendOutcome {
-                message: message(&row)?,
-                created: false,
-            });
-        }
-        let seq: i64 = sqlx::query_scalar(
-            "UPDATE channels SET last_seq = last_seq + 1 WHERE id = ? RETURNING last_seq",
-        )
-        .bind(channel_id)
-        .fetch_one(&mut *tx)
-        .await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO messages (channel_id, seq, sender_id, client_id, body, created_at)
-             VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(channel_id)
-        .bind(seq)
-        .bind(sender_id)
-        .bind(client_id)
-        .bind(body)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?;
-        sqlx::query(
-            "UPDATE channel_members SET last_read_seq = max(last_read_seq, ?)
-             WHERE channel_id = ? AND user_id = ?",
-        )
-        .bind(seq)
-        .bind(channel_id)
-        .bind(sender_id)
-        .execute(&mut *tx)
-        .await?;
-        let row = message_query!("WHERE m.id = ?")
-            .bind(id)
-            .fetch_one(&mut *tx)
+            .fetch_optional(&self.reader)
             .await?;
-        tx.commit().await?;
-        Ok(SendOutcome {
-            message: message(&row)?,
-            created: true,
-        })
+        Ok(row.as_ref().map(message).transpose()?)
     }
 
     async fn message_by_id(&self, message_id: i64) -> StoreResult<Option<Message>> {

@@ -10,7 +10,7 @@ use tokio::sync::{Semaphore, watch};
 
 use super::Database;
 use crate::auth::server::throttle::AuthThrottle;
-use crate::messages::service::SendOrder;
+use crate::messages::writer::MessageWriter;
 use crate::presence::service::{PresenceConfig, PresenceService};
 use crate::realtime::hub::{Hub, HubConfig};
 use crate::realtime::typing::TypingTracker;
@@ -94,8 +94,8 @@ pub struct AppState {
     pub presence: PresenceService,
     /// Typing signals.
     pub typing: Arc<TypingTracker>,
-    /// Keeps live `message_created` events of a channel in seq order.
-    pub send_order: Arc<SendOrder>,
+    /// Stores sends in batches (group commit) and publishes them in seq order.
+    pub message_writer: MessageWriter,
     /// Caps open WebSocket connections.
     #[from_ref(skip)]
     pub ws_slots: Arc<Semaphore>,
@@ -120,6 +120,7 @@ impl AppState {
         let hub = Hub::new(config.hub);
         let presence =
             PresenceService::start(config.presence.clone(), db.clone(), hub.clone()).await;
+        let message_writer = MessageWriter::start(db.clone(), hub.clone());
         Self {
             auth_throttle: AuthThrottle::new(&config),
             ws_slots: Arc::new(Semaphore::new(config.max_connections)),
@@ -131,7 +132,7 @@ impl AppState {
             hub,
             presence,
             typing: Arc::default(),
-            send_order: Arc::default(),
+            message_writer,
             shutdown: Shutdown::new(),
             leptos_options,
         }

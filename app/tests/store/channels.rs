@@ -85,7 +85,7 @@ async fn added_member_starts_with_everything_read() {
     let (ann, bob) = (user(&db, "ann").await, user(&db, "bob").await);
     let id = db.create_group(ann.id, "deals", &[], 1).await.unwrap();
     for n in 0..3 {
-        db.insert_message(id, ann.id, &format!("c{n}"), "hi", 2)
+        send(&db, id, ann.id, &format!("c{n}"), "hi", 2)
             .await
             .unwrap();
     }

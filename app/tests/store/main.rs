@@ -4,6 +4,8 @@ mod channels;
 mod messages;
 
 use app::auth::PublicUser;
+use app::messages::Message;
+use app::messages::store::NewMessage;
 use app::server::SqliteDb;
 use app::server::db::StoreError;
 use tempfile::TempDir;
@@ -19,6 +21,41 @@ pub async fn fresh_db() -> (SqliteDb, TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     let db = SqliteDb::open_in(dir.path()).await.expect("open database");
     (db, dir)
+}
+
+/// What `send` did: the stored message, and whether this call stored it.
+pub struct Sent {
+    pub message: Message,
+    pub created: bool,
+}
+
+/// Stores one message the way the writer does, and reads it back.
+pub async fn send(
+    db: &SqliteDb,
+    channel_id: i64,
+    sender_id: i64,
+    client_id: &str,
+    body: &str,
+    now: i64,
+) -> Result<Sent, StoreError> {
+    let new = NewMessage {
+        channel_id,
+        sender_id,
+        client_id: client_id.to_owned(),
+        body: body.to_owned(),
+        created_at: now,
+    };
+    let stored = db.insert_messages(&[new]).await?;
+    assert_eq!(stored.len(), 1, "one result per message");
+    let created = stored[0].is_some();
+    let message = db
+        .message_by_client_id(sender_id, client_id)
+        .await?
+        .expect("stored now or before (senders in these tests are members)");
+    if let Some(stored) = stored[0] {
+        assert_eq!((message.id, message.seq), (stored.id, stored.seq));
+    }
+    Ok(Sent { message, created })
 }
 
 pub async fn user(db: &SqliteDb, username: &str) -> PublicUser {

@@ -1,6 +1,7 @@
 use std::sync::Arc;
 
 use app::messages::PageCursor;
+use app::messages::store::NewMessage;
 
 use super::*;
 
@@ -14,7 +15,7 @@ async fn concurrent_inserts_get_gap_free_seqs() {
         .map(|n| {
             let db = db.clone();
             tokio::spawn(async move {
-                db.insert_message(channel, ann.id, &format!("client-{n}"), "hi", 2)
+                send(&db, channel, ann.id, &format!("client-{n}"), "hi", 2)
                     .await
                     .unwrap()
                     .message
@@ -43,12 +44,8 @@ async fn same_client_id_returns_the_original() {
     let (db, _dir) = fresh_db().await;
     let ann = user(&db, "ann").await;
     let channel = db.create_group(ann.id, "deals", &[], 1).await.unwrap();
-    let first = db
-        .insert_message(channel, ann.id, "c1", "hello", 2)
-        .await
-        .unwrap();
-    let again = db
-        .insert_message(channel, ann.id, "c1", "hello again", 3)
+    let first = send(&db, channel, ann.id, "c1", "hello", 2).await.unwrap();
+    let again = send(&db, channel, ann.id, "c1", "hello again", 3)
         .await
         .unwrap();
     assert!(first.created && !again.created);
@@ -62,7 +59,7 @@ async fn same_client_id_returns_the_original() {
     let bob = user(&db, "bob").await;
     db.add_member(channel, bob.id, 4).await.unwrap();
     assert!(
-        db.insert_message(channel, bob.id, "c1", "hi", 5)
+        send(&db, channel, bob.id, "c1", "hi", 5)
             .await
             .unwrap()
             .created
@@ -75,7 +72,7 @@ async fn paging_by_seq_in_both_directions() {
     let ann = user(&db, "ann").await;
     let channel = db.create_group(ann.id, "deals", &[], 1).await.unwrap();
     for n in 1..=10 {
-        db.insert_message(channel, ann.id, &format!("c{n}"), &format!("m{n}"), n)
+        send(&db, channel, ann.id, &format!("c{n}"), &format!("m{n}"), n)
             .await
             .unwrap();
     }
@@ -113,8 +110,7 @@ async fn edit_and_delete_keep_seq_and_hide_deleted_body() {
     let (db, _dir) = fresh_db().await;
     let ann = user(&db, "ann").await;
     let channel = db.create_group(ann.id, "deals", &[], 1).await.unwrap();
-    let sent = db
-        .insert_message(channel, ann.id, "c1", "secret", 2)
+    let sent = send(&db, channel, ann.id, "c1", "secret", 2)
         .await
         .unwrap()
         .message;
@@ -164,7 +160,7 @@ async fn read_pointer_only_moves_forward_and_sender_reads_own() {
         .await
         .unwrap();
     for n in 1..=5 {
-        db.insert_message(channel, ann.id, &format!("c{n}"), "hi", n)
+        send(&db, channel, ann.id, &format!("c{n}"), "hi", n)
             .await
             .unwrap();
     }
@@ -183,4 +179,79 @@ async fn read_pointer_only_moves_forward_and_sender_reads_own() {
     assert_eq!(pointers, [(ann.id, 5), (bob.id, 4)]);
     assert_eq!(state.seen_by(4, ann.id).collect::<Vec<_>>(), [bob.id]);
     assert!(state.seen_by(5, ann.id).next().is_none());
+}
+
+#[tokio::test]
+async fn a_batch_stores_in_order_across_channels_and_skips_what_it_must() {
+    let (db, _dir) = fresh_db().await;
+    let (ann, bob, eve) = (
+        user(&db, "ann").await,
+        user(&db, "bob").await,
+        user(&db, "eve").await,
+    );
+    let deals = db
+        .create_group(ann.id, "deals", &[bob.id], 1)
+        .await
+        .unwrap();
+    let news = db.create_group(bob.id, "news", &[], 1).await.unwrap();
+    let new = |channel_id, sender_id, client_id: &str| NewMessage {
+        channel_id,
+        sender_id,
+        client_id: client_id.to_owned(),
+        body: format!("from {client_id}"),
+        created_at: 2,
+    };
+    let stored = db
+        .insert_messages(&[
+            new(deals, ann.id, "a1"),
+            new(news, bob.id, "b1"),
+            new(deals, bob.id, "b2"),
+            // The same key again within the batch: the first one stands.
+            new(deals, ann.id, "a1"),
+            // Not a member, and no such channel: nothing stored, no error.
+            new(deals, eve.id, "e1"),
+            new(9999, ann.id, "a2"),
+            new(deals, ann.id, "a3"),
+        ])
+        .await
+        .unwrap();
+    let seqs: Vec<_> = stored.iter().map(|s| s.map(|s| s.seq)).collect();
+    assert_eq!(seqs, [Some(1), Some(1), Some(2), None, None, None, Some(3)]);
+    let page = db
+        .list_messages(deals, PageCursor::Newest, 10)
+        .await
+        .unwrap();
+    let bodies: Vec<_> = page
+        .messages
+        .iter()
+        .map(|m| (m.seq, m.body.as_deref().unwrap()))
+        .collect();
+    assert_eq!(bodies, [(1, "from a1"), (2, "from b2"), (3, "from a3")]);
+    let pointers: Vec<_> = db
+        .read_state(deals)
+        .await
+        .unwrap()
+        .pointers
+        .iter()
+        .map(|p| (p.user_id, p.last_read_seq))
+        .collect();
+    assert_eq!(
+        pointers,
+        [(ann.id, 3), (bob.id, 2)],
+        "senders read their own"
+    );
+    assert_eq!(
+        db.channel_access(news, bob.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_seq,
+        1
+    );
+    assert!(
+        db.message_by_client_id(eve.id, "e1")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
