@@ -35,6 +35,11 @@ pub struct Config {
     #[arg(long, env = "SESSION_TTL_HOURS", default_value_t = 720)]
     pub session_ttl_hours: i64,
 
+    /// Seconds a resolved session is served from memory before the database is asked again
+    /// (0: ask every time). Log-out takes effect at once on the node that handled it.
+    #[arg(long, env = "SESSION_CACHE_SECS", default_value_t = 30)]
+    pub session_cache_secs: u64,
+
     /// Log-in attempts allowed per username per minute.
     #[arg(long, env = "LOGIN_PER_USER_PER_MINUTE", default_value_t = 10)]
     pub login_per_user_per_minute: u32,
@@ -86,6 +91,7 @@ impl Config {
         AppConfig {
             secure_cookies: self.secure_cookies,
             session_ttl_secs: self.session_ttl_hours.max(1) * 3600,
+            session_cache: Duration::from_secs(self.session_cache_secs),
             login_per_user_per_minute: self.login_per_user_per_minute,
             auth_per_ip_per_minute: self.auth_per_ip_per_minute,
             trust_forwarded_for: self.trust_forwarded_for,

@@ -26,6 +26,8 @@ async fn signup_login_me_logout_with_bearer_token() {
     let token = login["token"].as_str().unwrap().to_owned();
     assert_ne!(token, ann.token, "each log-in is its own session");
 
+    // Resolved once (and remembered), then signed out: refused at once, not after a cache TTL.
+    app.call("auth/me", Some(&token), json!({})).await.ok();
     app.call("auth/logout", Some(&token), json!({})).await.ok();
     app.call("auth/me", Some(&token), json!({})).await.err(401);
     // The other session is untouched.

@@ -232,3 +232,32 @@ async fn rejected_send_stores_nothing() {
         .collect();
     assert_eq!(bodies, [json!("kept"), json!("after")]);
 }
+
+#[tokio::test]
+async fn a_burst_of_retries_with_one_client_id_stores_one_message() {
+    // Concurrent sends land in the same writer batch: the key must still win only once.
+    let app = std::sync::Arc::new(TestApp::spawn().await);
+    let ann = app.signup("ann").await;
+    let channel = app.group(&ann, &[]).await;
+    let send = json!({ "channel_id": channel, "client_id": "5f0c2a1e-8b1d-4c3e-9a6f-2d7b9e4c1a00", "body": "once" });
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let (app, ann, send) = (app.clone(), ann.clone(), send.clone());
+        tasks.spawn(async move { app.call("messages/send", Some(&ann.token), send).await.ok() });
+    }
+    let replies = tasks.join_all().await;
+    assert!(
+        replies.iter().all(|reply| reply == &replies[0]),
+        "{replies:?}"
+    );
+    assert_eq!(replies[0]["seq"], 1);
+    let page = app
+        .call(
+            "messages/list",
+            Some(&ann.token),
+            json!({ "channel_id": channel }),
+        )
+        .await
+        .ok();
+    assert_eq!(page["messages"].as_array().unwrap().len(), 1);
+}

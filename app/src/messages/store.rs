@@ -3,8 +3,10 @@
 //! senders; a failed insert rolls the counter back with it.
 
 use async_trait::async_trait;
-use sqlx::Row;
+use std::collections::{HashMap, HashSet};
+
 use sqlx::sqlite::SqliteRow;
+use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::{Message, MessagePage, PageCursor};
 use crate::server::SqliteDb;
@@ -81,6 +83,104 @@ fn message(row: &SqliteRow) -> Result<Message, sqlx::Error> {
     })
 }
 
+/// Messages stored per statement: 6 bound values each, well under SQLite's limit of 32,766.
+const INSERT_CHUNK: usize = 512;
+
+/// Stores `chunk` inside the writer's transaction with three statements whatever its size:
+/// each statement is a round trip to sqlx's connection thread, and those round trips, not
+/// SQLite, are what a send costs. Seqs are assigned here, in order, from the `last_seq` read
+/// under the write lock; the trigger `messages_advance_channel` stores the new `last_seq` and
+/// moves each sender's read pointer.
+async fn insert_chunk(
+    tx: &mut sqlx::Transaction<'static, Sqlite>,
+    chunk: &[NewMessage],
+) -> StoreResult<Vec<Option<Stored>>> {
+    let mut next_seq: HashMap<i64, i64> = HashMap::new();
+    let mut is_member: HashSet<(i64, i64)> = HashSet::new();
+    let mut query = QueryBuilder::<Sqlite>::new(
+        "SELECT c.id, m.user_id, c.last_seq FROM channels c
+         JOIN channel_members m ON m.channel_id = c.id WHERE (c.id, m.user_id) IN (",
+    );
+    let senders: HashSet<(i64, i64)> = chunk.iter().map(|m| (m.channel_id, m.sender_id)).collect();
+    query.push_values(&senders, |mut row, &(channel_id, sender_id)| {
+        row.push_bind(channel_id).push_bind(sender_id);
+    });
+    query.push(")");
+    for (channel_id, user_id, last_seq) in query
+        .build_query_as::<(i64, i64, i64)>()
+        .fetch_all(&mut **tx)
+        .await?
+    {
+        is_member.insert((channel_id, user_id));
+        next_seq.insert(channel_id, last_seq + 1);
+    }
+
+    let mut query = QueryBuilder::<Sqlite>::new(
+        "SELECT sender_id, client_id FROM messages WHERE (sender_id, client_id) IN (",
+    );
+    query.push_values(chunk, |mut row, message| {
+        row.push_bind(message.sender_id)
+            .push_bind(message.client_id.as_str());
+    });
+    query.push(")");
+    let mut used_keys: HashSet<(i64, String)> = query
+        .build_query_as::<(i64, String)>()
+        .fetch_all(&mut **tx)
+        .await?
+        .into_iter()
+        .collect();
+
+    // Which messages go in, with which seq; the rest store nothing (not a member, or a key
+    // used before, possibly earlier in this same chunk).
+    let mut rows = Vec::with_capacity(chunk.len());
+    let mut seqs = Vec::with_capacity(chunk.len());
+    for message in chunk {
+        let admitted = is_member.contains(&(message.channel_id, message.sender_id))
+            && used_keys.insert((message.sender_id, message.client_id.clone()));
+        let seq = admitted.then(|| {
+            let next = next_seq.entry(message.channel_id).or_insert(1);
+            let seq = *next;
+            *next += 1;
+            (message, seq)
+        });
+        seqs.push(seq.map(|(message, seq)| (message.channel_id, seq)));
+        rows.extend(seq);
+    }
+    if rows.is_empty() {
+        return Ok(vec![None; chunk.len()]);
+    }
+    let mut query = QueryBuilder::<Sqlite>::new(
+        "INSERT INTO messages (channel_id, seq, sender_id, client_id, body, created_at) ",
+    );
+    query.push_values(&rows, |mut row, &(message, seq)| {
+        row.push_bind(message.channel_id)
+            .push_bind(seq)
+            .push_bind(message.sender_id)
+            .push_bind(message.client_id.as_str())
+            .push_bind(message.body.as_str())
+            .push_bind(message.created_at);
+    });
+    // RETURNING rows come in no promised order: match them up by (channel, seq).
+    query.push(" RETURNING id, channel_id, seq");
+    let ids: HashMap<(i64, i64), i64> = query
+        .build_query_as::<(i64, i64, i64)>()
+        .fetch_all(&mut **tx)
+        .await?
+        .into_iter()
+        .map(|(id, channel_id, seq)| ((channel_id, seq), id))
+        .collect();
+    Ok(seqs
+        .into_iter()
+        .map(|slot| {
+            let (channel_id, seq) = slot?;
+            Some(Stored {
+                id: *ids.get(&(channel_id, seq))?,
+                seq,
+            })
+        })
+        .collect())
+}
+
 /// `sqlx` wants `'static` SQL (its injection guard); these strings are built from constants.
 macro_rules! message_query {
     ($tail:literal) => {
@@ -91,29 +191,10 @@ macro_rules! message_query {
 #[async_trait]
 impl MessageStore for SqliteDb {
     async fn insert_messages(&self, batch: &[NewMessage]) -> StoreResult<Vec<Option<Stored>>> {
-        // One statement per message: the membership check is its SELECT, the idempotency check
-        // its conflict clause, and the trigger `messages_advance_channel` moves `last_seq` and
-        // the sender's read pointer. Each statement is a round trip to sqlx's connection
-        // thread, so fewer statements is what makes the writer fast.
         let mut tx = self.begin_write().await?;
         let mut stored = Vec::with_capacity(batch.len());
-        for message in batch {
-            let row: Option<(i64, i64)> = sqlx::query_as(
-                "INSERT INTO messages (channel_id, seq, sender_id, client_id, body, created_at)
-                 SELECT c.id, c.last_seq + 1, m.user_id, ?, ?, ?
-                 FROM channels c JOIN channel_members m ON m.channel_id = c.id
-                 WHERE c.id = ? AND m.user_id = ?
-                 ON CONFLICT (sender_id, client_id) DO NOTHING
-                 RETURNING id, seq",
-            )
-            .bind(&message.client_id)
-            .bind(&message.body)
-            .bind(message.created_at)
-            .bind(message.channel_id)
-            .bind(message.sender_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            stored.push(row.map(|(id, seq)| Stored { id, seq }));
+        for chunk in batch.chunks(INSERT_CHUNK) {
+            stored.extend(insert_chunk(&mut tx, chunk).await?);
         }
         tx.commit().await?;
         Ok(stored)

@@ -9,6 +9,7 @@ use leptos::config::LeptosOptions;
 use tokio::sync::{Semaphore, watch};
 
 use super::Database;
+use crate::auth::server::session_cache::SessionCache;
 use crate::auth::server::throttle::AuthThrottle;
 use crate::messages::writer::MessageWriter;
 use crate::presence::service::{PresenceConfig, PresenceService};
@@ -22,6 +23,8 @@ pub struct AppConfig {
     pub secure_cookies: bool,
     /// Session lifetime in seconds.
     pub session_ttl_secs: i64,
+    /// How long a resolved session is served from memory (zero: not at all).
+    pub session_cache: Duration,
     /// Log-in attempts allowed per username per minute.
     pub login_per_user_per_minute: u32,
     /// Log-in and sign-up attempts allowed per client IP per minute.
@@ -45,6 +48,7 @@ impl Default for AppConfig {
         Self {
             secure_cookies: false,
             session_ttl_secs: 30 * 24 * 3600,
+            session_cache: Duration::from_secs(30),
             login_per_user_per_minute: 10,
             auth_per_ip_per_minute: 30,
             trust_forwarded_for: false,
@@ -86,6 +90,8 @@ pub struct AppState {
     pub db: Arc<dyn Database>,
     /// Service settings.
     pub config: Arc<AppConfig>,
+    /// Sessions resolved recently.
+    pub sessions: Arc<SessionCache>,
     /// Log-in / sign-up rate limits.
     pub auth_throttle: AuthThrottle,
     /// Fan-out of live events to WebSocket connections.
@@ -122,6 +128,7 @@ impl AppState {
             PresenceService::start(config.presence.clone(), db.clone(), hub.clone()).await;
         let message_writer = MessageWriter::start(db.clone(), hub.clone());
         Self {
+            sessions: Arc::new(SessionCache::new(config.session_cache)),
             auth_throttle: AuthThrottle::new(&config),
             ws_slots: Arc::new(Semaphore::new(config.max_connections)),
             hashing_slots: Arc::new(Semaphore::new(

@@ -92,8 +92,11 @@ async fn sessions_resolve_until_expired_or_deleted() {
         .await
         .unwrap();
     assert_eq!(
-        db.session_user(b"hash-1", 150).await.unwrap().unwrap().id,
-        ann.id
+        db.session_user(b"hash-1", 150)
+            .await
+            .unwrap()
+            .map(|session| (session.user.id, session.expires_at)),
+        Some((ann.id, 200))
     );
     assert!(
         db.session_user(b"hash-1", 200).await.unwrap().is_none(),

@@ -255,3 +255,45 @@ async fn a_batch_stores_in_order_across_channels_and_skips_what_it_must() {
             .is_none()
     );
 }
+
+#[tokio::test]
+async fn a_batch_larger_than_one_statement_stays_gap_free() {
+    let (db, _dir) = fresh_db().await;
+    let ann = user(&db, "ann").await;
+    let (a, b) = (
+        db.create_group(ann.id, "a", &[], 1).await.unwrap(),
+        db.create_group(ann.id, "b", &[], 1).await.unwrap(),
+    );
+    send(&db, a, ann.id, "before", "hi", 1).await.unwrap();
+    let batch: Vec<_> = (0..1_100)
+        .map(|n| NewMessage {
+            channel_id: if n % 3 == 0 { b } else { a },
+            sender_id: ann.id,
+            client_id: format!("c{n}"),
+            body: "hi".into(),
+            created_at: 2,
+        })
+        .collect();
+    let stored = db.insert_messages(&batch).await.unwrap();
+    let (mut in_a, mut in_b) = (vec![], vec![]);
+    for (message, stored) in batch.iter().zip(&stored) {
+        let seq = stored.expect("every message stored").seq;
+        if message.channel_id == a {
+            in_a.push(seq);
+        } else {
+            in_b.push(seq);
+        }
+    }
+    assert_eq!(in_a, (2..=734).collect::<Vec<_>>());
+    assert_eq!(in_b, (1..=367).collect::<Vec<_>>());
+    let ids: std::collections::HashSet<_> = stored.iter().map(|s| s.unwrap().id).collect();
+    assert_eq!(ids.len(), 1_100, "each gets its own id");
+    assert_eq!(
+        db.channel_access(a, ann.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_seq,
+        734
+    );
+}

@@ -2,6 +2,7 @@
 
 pub mod service;
 pub mod session;
+pub mod session_cache;
 pub mod store;
 pub mod throttle;
 

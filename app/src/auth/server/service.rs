@@ -142,7 +142,10 @@ pub async fn login(
 }
 
 pub async fn logout(state: &AppState, token: &str) -> ServiceResult<()> {
-    Ok(state.db.delete_session(&token_hash(token)).await?)
+    let hash = token_hash(token);
+    state.db.delete_session(&hash).await?;
+    state.sessions.remove(&hash);
+    Ok(())
 }
 
 pub async fn me(state: &AppState, user_id: i64) -> ServiceResult<PublicUser> {

@@ -57,14 +57,23 @@ pub fn token_from_headers(headers: &HeaderMap) -> Option<String> {
 /// Resolves the user behind `headers`, or `Unauthorized`.
 pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<AuthUser, ApiError> {
     let token = token_from_headers(headers).ok_or_else(ApiError::unauthorized)?;
-    state
+    let hash = token_hash(&token);
+    let now = now_ms();
+    if let Some(user) = state.sessions.get(&hash, now) {
+        return Ok(user);
+    }
+    let session = state
         .db
-        .session_user(&token_hash(&token), now_ms())
+        .session_user(&hash, now)
         .await
         .map_err(ServiceError::from)?
         .ok_or_else(|| ApiError::Unauthorized {
             message: "session expired or unknown; sign in again".into(),
-        })
+        })?;
+    state
+        .sessions
+        .insert(hash, session.user.clone(), session.expires_at);
+    Ok(session.user)
 }
 
 /// The state and signed-in user of the current server-function call.

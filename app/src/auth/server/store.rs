@@ -36,6 +36,14 @@ pub trait UserStore {
     async fn last_seen_of(&self, ids: &[i64]) -> StoreResult<Vec<(i64, Option<i64>)>>;
 }
 
+/// A session that has not expired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveSession {
+    pub user: AuthUser,
+    /// Unix epoch milliseconds.
+    pub expires_at: i64,
+}
+
 #[async_trait]
 pub trait SessionStore {
     async fn create_session(
@@ -45,8 +53,9 @@ pub trait SessionStore {
         now: i64,
         expires_at: i64,
     ) -> StoreResult<()>;
-    /// The user owning an unexpired session.
-    async fn session_user(&self, token_hash: &[u8], now: i64) -> StoreResult<Option<AuthUser>>;
+    /// The user owning an unexpired session, and when it expires.
+    async fn session_user(&self, token_hash: &[u8], now: i64)
+    -> StoreResult<Option<ActiveSession>>;
     async fn delete_session(&self, token_hash: &[u8]) -> StoreResult<()>;
 }
 
@@ -192,9 +201,13 @@ impl SessionStore for SqliteDb {
         Ok(())
     }
 
-    async fn session_user(&self, token_hash: &[u8], now: i64) -> StoreResult<Option<AuthUser>> {
+    async fn session_user(
+        &self,
+        token_hash: &[u8],
+        now: i64,
+    ) -> StoreResult<Option<ActiveSession>> {
         let row = sqlx::query(
-            "SELECT u.id, u.username, u.display_name FROM sessions s
+            "SELECT u.id, u.username, u.display_name, s.expires_at FROM sessions s
              JOIN users u ON u.id = s.user_id
              WHERE s.token_hash = ? AND s.expires_at > ?",
         )
@@ -203,10 +216,13 @@ impl SessionStore for SqliteDb {
         .fetch_optional(&self.reader)
         .await?;
         row.map(|row| {
-            Ok(AuthUser {
-                id: row.try_get("id")?,
-                username: row.try_get("username")?,
-                display_name: row.try_get("display_name")?,
+            Ok(ActiveSession {
+                user: AuthUser {
+                    id: row.try_get("id")?,
+                    username: row.try_get("username")?,
+                    display_name: row.try_get("display_name")?,
+                },
+                expires_at: row.try_get("expires_at")?,
             })
         })
         .transpose()
