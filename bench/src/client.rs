@@ -15,6 +15,8 @@ pub type Socket =
 pub struct Api {
     pub base: String,
     http: reqwest::Client,
+    /// Send random (v4) `client_id`s instead of time-ordered (v7) ones like the web client.
+    random_keys: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -31,7 +33,14 @@ impl Api {
                 .pool_max_idle_per_host(256)
                 .build()
                 .expect("http client"),
+            random_keys: false,
         }
+    }
+
+    /// Sends with random UUIDv4 keys, as a client that ignores the v7 advice would.
+    pub fn with_random_keys(mut self, random_keys: bool) -> Self {
+        self.random_keys = random_keys;
+        self
     }
 
     /// POSTs to `/api/{endpoint}`; the JSON answer, or the status and body as an error.
@@ -104,10 +113,15 @@ impl Api {
         channel_id: i64,
         body: &str,
     ) -> Result<Value, String> {
+        let client_id = if self.random_keys {
+            uuid::Uuid::new_v4()
+        } else {
+            uuid::Uuid::now_v7()
+        };
         self.call(
             "messages/send",
             Some(&sender.token),
-            json!({ "channel_id": channel_id, "client_id": uuid::Uuid::new_v4().to_string(), "body": body }),
+            json!({ "channel_id": channel_id, "client_id": client_id.to_string(), "body": body }),
         )
         .await
     }

@@ -113,6 +113,7 @@ async fn smoke(server: &Server, json: bool) -> Result<bool, String> {
                 concurrency: vec![4],
                 seconds: 2,
                 channels: 2,
+                random_keys: true,
             },
         )
         .await?,

@@ -77,7 +77,8 @@ impl SqliteDb {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(5))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            .pragma("wal_autocheckpoint", "8000");
         if let Some(folder) = options.get_filename().parent()
             && !folder.as_os_str().is_empty()
         {

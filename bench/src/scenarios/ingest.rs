@@ -23,10 +23,14 @@ pub struct IngestArgs {
     /// Channels written to.
     #[arg(long, default_value_t = 16)]
     pub channels: usize,
+    /// Random UUIDv4 `client_id`s instead of time-ordered UUIDv7 ones (what the web client
+    /// sends); random keys cost the server a random index page per message.
+    #[arg(long)]
+    pub random_keys: bool,
 }
 
 pub async fn run(server: &Server, args: IngestArgs) -> Result<Report, String> {
-    let api = Api::new(&server.url);
+    let api = Api::new(&server.url).with_random_keys(args.random_keys);
     progress("ingest: setting up");
     let accounts = api.accounts("ingest", 1).await?;
     let sender = accounts[0].clone();
@@ -138,7 +142,7 @@ pub async fn run(server: &Server, args: IngestArgs) -> Result<Report, String> {
     ));
     Ok(Report {
         scenario: "ingest",
-        parameters: json!({ "concurrency": args.concurrency, "seconds": args.seconds, "channels": args.channels }),
+        parameters: json!({ "concurrency": args.concurrency, "seconds": args.seconds, "channels": args.channels, "random_keys": args.random_keys }),
         metrics,
         server: ServerUsage::between(start_stats, server.stats(), elapsed),
         elapsed_secs: elapsed,
