@@ -168,9 +168,14 @@ pub async fn connect(ws_url: &str, token: &str, source: Option<IpAddr>) -> Resul
 
 /// The next JSON event on `ws` (pings are answered by the library while reading).
 pub async fn next_event(ws: &mut Socket) -> Option<Value> {
+    serde_json::from_str(next_text(ws).await?.as_str()).ok()
+}
+
+/// The next text frame on `ws`, unparsed.
+pub async fn next_text(ws: &mut Socket) -> Option<tokio_tungstenite::tungstenite::Utf8Bytes> {
     loop {
         match ws.next().await? {
-            Ok(Message::Text(text)) => return serde_json::from_str(text.as_str()).ok(),
+            Ok(Message::Text(text)) => return Some(text),
             Ok(Message::Close(_)) | Err(_) => return None,
             Ok(_) => {}
         }

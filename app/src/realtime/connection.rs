@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
+use futures::SinkExt;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::AbortHandle;
 
@@ -40,6 +41,9 @@ const EVENTS_PER_SEC: f64 = 20.0;
 const EVENT_BURST: f64 = 60.0;
 /// How long a new connection holds back message events waiting for the first `resume`.
 pub const RESUME_WAIT: Duration = Duration::from_millis(1500);
+/// Most queued events written with one flush: under load, one write syscall carries many
+/// frames instead of one each.
+const MAX_COALESCED: usize = 64;
 /// The least time a closing connection waits for its close frame to go out and be answered.
 /// It waits a heartbeat interval when that is longer: a client that fell behind has megabytes
 /// queued before the close frame and must read through them to learn why it was closed.
@@ -113,6 +117,8 @@ struct Connection {
     before_resume: Option<Vec<Arc<Outbound>>>,
     /// Per replayed channel, the highest seq delivered on this connection.
     delivered_through: HashMap<i64, i64>,
+    /// Writes only buffer frames; the burst being delivered flushes them at its end.
+    coalescing: bool,
 }
 
 /// Runs a registered connection to its end, then unregisters it.
@@ -143,6 +149,7 @@ pub async fn run(
         },
         before_resume: Some(Vec::new()),
         delivered_through: HashMap::new(),
+        coalescing: false,
     };
     let user_id = conn.user.id;
     state.presence.connected(user_id, id).await;
@@ -170,7 +177,7 @@ pub async fn run(
                 _ = shutdown.changed() => return Err(Stop::Close(1012, "server restarting: reconnect and resume")),
                 Some(replayed) = replay_rx.recv() => conn.on_replayed(replayed).await?,
                 outbound = rx.recv() => match outbound {
-                    Some(outbound) => conn.on_outbound(outbound).await?,
+                    Some(outbound) => conn.on_outbound_burst(outbound, rx).await?,
                     None => return Err(Stop::Gone),
                 },
                 frame = conn.socket.recv() => conn.on_frame(frame).await?,
@@ -199,20 +206,62 @@ pub async fn run(
 }
 
 impl Connection {
-    /// Writes a frame. A client that stops reading blocks the write: the hub's lag signal or
-    /// the write timeout ends the wait, so such a connection cannot linger.
+    /// Writes a frame, or only buffers it while a burst is being coalesced. A client that
+    /// stops reading blocks the write: the hub's lag signal or the write timeout ends the wait,
+    /// so such a connection cannot linger.
     async fn write(&mut self, frame: WsMessage) -> Result<(), Stop> {
+        if self.coalescing {
+            self.guarded(|socket| socket.feed(frame)).await
+        } else {
+            self.guarded(|socket| socket.send(frame)).await
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), Stop> {
+        self.guarded(SinkExt::flush).await
+    }
+
+    /// Runs a socket write, ended by the lag signal or the write timeout.
+    async fn guarded<'a, F, Fut>(&'a mut self, op: F) -> Result<(), Stop>
+    where
+        F: FnOnce(&'a mut WebSocket) -> Fut,
+        Fut: Future<Output = Result<(), axum::Error>> + 'a,
+    {
         let timeout = self.state.config.heartbeat;
+        let lagged = &self.lagged;
         tokio::select! {
-            written = tokio::time::timeout(timeout, self.socket.send(frame)) => match written {
+            written = tokio::time::timeout(timeout, op(&mut self.socket)) => match written {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(_)) => Err(Stop::Gone),
                 Err(_) => Err(Stop::Close(close_code::LAGGING, "not reading: reconnect and resume")),
             },
-            () = self.lagged.notified() => {
+            () = lagged.notified() => {
                 Err(Stop::Close(close_code::LAGGING, "fell behind: reconnect and resume"))
             }
         }
+    }
+
+    /// Delivers `first` and whatever else is already queued (up to [`MAX_COALESCED`]), then
+    /// flushes once.
+    async fn on_outbound_burst(
+        &mut self,
+        first: Arc<Outbound>,
+        queue: &mut mpsc::Receiver<Arc<Outbound>>,
+    ) -> Result<(), Stop> {
+        self.coalescing = true;
+        let mut delivered = self.on_outbound(first).await;
+        for _ in 1..MAX_COALESCED {
+            if delivered.is_err() {
+                break;
+            }
+            match queue.try_recv() {
+                Ok(next) => delivered = self.on_outbound(next).await,
+                Err(_) => break,
+            }
+        }
+        self.coalescing = false;
+        delivered?;
+        self.flush().await
     }
 
     /// Sends the close frame, then reads until the client answers it. Dropping the socket

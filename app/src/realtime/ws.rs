@@ -18,6 +18,9 @@ use crate::server::{AppState, ServiceError};
 const READ_BUFFER: usize = 4 * 1024;
 /// Largest client message or frame accepted (bigger → close 1009).
 const MAX_MESSAGE: usize = 32 * 1024;
+/// Frames buffered before they are written out: a burst of queued events is fed and then
+/// flushed once, so it leaves in one write instead of one per frame (flushing writes at once).
+const WRITE_BATCH: usize = 16 * 1024;
 /// Most bytes buffered for a client that reads slowly before writes fail.
 const MAX_WRITE_BUFFER: usize = 256 * 1024;
 
@@ -29,7 +32,7 @@ pub async fn upgrade(
     match prepare(&state, &headers).await {
         Ok((user, registration, permit)) => upgrade
             .read_buffer_size(READ_BUFFER)
-            .write_buffer_size(0)
+            .write_buffer_size(WRITE_BATCH)
             .max_write_buffer_size(MAX_WRITE_BUFFER)
             .max_message_size(MAX_MESSAGE)
             .max_frame_size(MAX_MESSAGE)
