@@ -179,6 +179,20 @@ async fn catch_up_replays_missed_messages_once_in_order_then_live() {
         5
     );
     bob_ws.assert_quiet(300).await;
+
+    // A later gap fill on the same connection replays again (the replay channel of the first
+    // one is gone by now), and only what was asked for.
+    bob_ws
+        .send(json!({ "type": "subscribe", "channel_id": channel, "after_seq": 3 }))
+        .await;
+    for seq in 4..=5 {
+        assert_eq!(
+            bob_ws.event_of("message_created").await["message"]["seq"],
+            seq
+        );
+    }
+    assert_eq!(bob_ws.event_of("caught_up").await["last_seq"], 5);
+    bob_ws.assert_quiet(300).await;
 }
 
 #[tokio::test]

@@ -15,7 +15,7 @@ use crate::server::error::api_error_response;
 use crate::server::{AppState, ServiceError};
 
 /// Bytes read from the socket at a time; idle connections should cost a few KB, not 128 KiB.
-const READ_BUFFER: usize = 4 * 1024;
+const READ_BUFFER: usize = 1024;
 /// Largest client message or frame accepted (bigger → close 1009).
 const MAX_MESSAGE: usize = 32 * 1024;
 /// Frames buffered before they are written out: a burst of queued events is fed and then

@@ -170,10 +170,14 @@ pub async fn run(server: &Server, args: FanoutArgs) -> Result<Report, String> {
     #[allow(clippy::cast_precision_loss)]
     let metrics = vec![
         Metric::plain("messages sent (measured)", sent_measured as f64, "msgs"),
-        Metric::at_least("deliveries per second", per_sec, "1/s", 200_000.0),
+        // Each target belongs to its own load: throughput to a run offering 200,000/s or
+        // more, latency to 100-member channels at 10,000/s.
+        if offered >= 200_000 {
+            Metric::at_least("deliveries per second", per_sec, "1/s", 200_000.0)
+        } else {
+            Metric::plain("deliveries per second", per_sec, "1/s")
+        },
         Metric::plain("send→deliver p50", p50, "ms"),
-        // The latency target is set for 100-member channels at 10,000 deliveries/s; above
-        // that load the throughput target applies and p99 is reported as measured.
         if offered <= 10_000 {
             Metric::at_most("send→deliver p99", p99, "ms", 5.0)
         } else {

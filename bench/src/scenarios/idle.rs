@@ -178,8 +178,8 @@ pub async fn run(server: &Server, args: IdleArgs) -> Result<Report, String> {
             0,
             Metric::at_most(
                 "RSS per connection (slope)",
-                per_connection / 1024.0,
-                "KiB",
+                per_connection / 1000.0,
+                "KB",
                 10.0,
             ),
         );
