@@ -170,6 +170,17 @@ impl TestApp {
     }
 
     /// The caller's channel-list row for `channel`.
+    /// The newest page of `channel` as `user` sees it.
+    pub async fn newest_page(&self, user: &TestUser, channel: i64) -> Value {
+        self.call(
+            "messages/list",
+            Some(&user.token),
+            json!({ "channel_id": channel }),
+        )
+        .await
+        .ok()
+    }
+
     pub async fn summary(&self, user: &TestUser, channel: i64) -> Value {
         let list = self
             .call("channels/list", Some(&user.token), json!({}))

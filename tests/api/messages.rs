@@ -51,14 +51,7 @@ async fn same_client_id_twice_stores_one_message() {
         .ok();
     let second = app.call("messages/send", Some(&ann.token), send).await.ok();
     assert_eq!(first, second);
-    let page = app
-        .call(
-            "messages/list",
-            Some(&ann.token),
-            json!({ "channel_id": channel }),
-        )
-        .await
-        .ok();
+    let page = app.newest_page(&ann, channel).await;
     assert_eq!(page["messages"].as_array().unwrap().len(), 1);
     // The same key in another channel is refused, not silently answered with the first.
     let other = app.group(&ann, &[]).await;
@@ -168,14 +161,7 @@ async fn sender_edits_and_deletes_deleted_body_is_not_returned() {
         (deleted["body"].is_null(), deleted["deleted_at"].is_i64()),
         (true, true)
     );
-    let page = app
-        .call(
-            "messages/list",
-            Some(&bob.token),
-            json!({ "channel_id": channel }),
-        )
-        .await
-        .ok();
+    let page = app.newest_page(&bob, channel).await;
     let listed = &page["messages"][0];
     assert_eq!(
         (listed["seq"].as_i64(), listed["body"].is_null()),
@@ -216,14 +202,7 @@ async fn rejected_send_stores_nothing() {
     .invalid("body");
     let next = app.send(&ann, channel, "after").await;
     assert_eq!(next["seq"], 2, "the rejected send took no seq");
-    let page = app
-        .call(
-            "messages/list",
-            Some(&ann.token),
-            json!({ "channel_id": channel }),
-        )
-        .await
-        .ok();
+    let page = app.newest_page(&ann, channel).await;
     let bodies: Vec<_> = page["messages"]
         .as_array()
         .unwrap()
@@ -251,13 +230,6 @@ async fn a_burst_of_retries_with_one_client_id_stores_one_message() {
         "{replies:?}"
     );
     assert_eq!(replies[0]["seq"], 1);
-    let page = app
-        .call(
-            "messages/list",
-            Some(&ann.token),
-            json!({ "channel_id": channel }),
-        )
-        .await
-        .ok();
+    let page = app.newest_page(&ann, channel).await;
     assert_eq!(page["messages"].as_array().unwrap().len(), 1);
 }

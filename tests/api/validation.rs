@@ -198,14 +198,7 @@ async fn channel_and_message_fields() {
         (detail["name"].as_str(), detail["last_seq"].as_i64()),
         (Some("deals"), Some(1))
     );
-    let page = app
-        .call(
-            "messages/list",
-            Some(&ann.token),
-            json!({ "channel_id": channel }),
-        )
-        .await
-        .ok();
+    let page = app.newest_page(&ann, channel).await;
     assert_eq!(page["messages"][0]["body"], "hello");
     let list = app
         .call("channels/list", Some(&ann.token), json!({}))
