@@ -112,6 +112,7 @@ async fn smoke(server: &Server, json: bool) -> Result<bool, String> {
             ingest::IngestArgs {
                 concurrency: vec![4],
                 seconds: 2,
+                warmup: 1,
                 channels: 2,
                 random_keys: true,
             },

@@ -8,8 +8,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::client::Api;
-use crate::report::{Metric, Report, ServerUsage, histogram, percentiles, progress, record};
+use crate::client::{Account, Api};
+use crate::report::{
+    Metric, Report, ServerUsage, SharedHistogram, histogram, percentiles, progress, record,
+};
 use crate::server::Server;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -20,6 +22,10 @@ pub struct IngestArgs {
     /// Seconds per level.
     #[arg(long, default_value_t = 10)]
     pub seconds: u64,
+    /// Warm-up seconds at the first level, not measured (its sends still count towards the
+    /// nothing-lost check).
+    #[arg(long, default_value_t = 2)]
+    pub warmup: u64,
     /// Channels written to.
     #[arg(long, default_value_t = 16)]
     pub channels: usize,
@@ -27,6 +33,74 @@ pub struct IngestArgs {
     /// sends); random keys cost the server a random index page per message.
     #[arg(long)]
     pub random_keys: bool,
+}
+
+/// What one concurrency level did.
+struct Level {
+    stored: u64,
+    errors: u64,
+    latencies: SharedHistogram,
+}
+
+/// Closed loops of `concurrency` senders for `seconds`, spread over `channels`.
+async fn level(
+    api: &Api,
+    sender: &Account,
+    channels: &[i64],
+    concurrency: u64,
+    seconds: u64,
+    acknowledged: &Arc<AtomicU64>,
+    label: &str,
+) -> Level {
+    let latencies = histogram();
+    let done = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let until = Instant::now() + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for worker in 0..concurrency {
+        let (api, sender, latencies, done, errors, acknowledged) = (
+            api.clone(),
+            sender.clone(),
+            latencies.clone(),
+            done.clone(),
+            errors.clone(),
+            acknowledged.clone(),
+        );
+        let channel = channels[usize::try_from(worker).unwrap_or(0) % channels.len()];
+        tasks.push(tokio::spawn(async move {
+            while Instant::now() < until {
+                let t0 = Instant::now();
+                match api.send(&sender, channel, "ingest").await {
+                    Ok(_) => {
+                        record(
+                            &latencies,
+                            u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX),
+                        );
+                        done.fetch_add(1, Ordering::Relaxed);
+                        acknowledged.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(_) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }));
+    }
+    while Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        progress(&format!(
+            "ingest: {label}, {} stored",
+            done.load(Ordering::Relaxed)
+        ));
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+    Level {
+        stored: done.load(Ordering::Relaxed),
+        errors: errors.load(Ordering::Relaxed),
+        latencies,
+    }
 }
 
 pub async fn run(server: &Server, args: IngestArgs) -> Result<Report, String> {
@@ -42,56 +116,37 @@ pub async fn run(server: &Server, args: IngestArgs) -> Result<Report, String> {
     let start_stats = server.stats();
     let started = Instant::now();
     let mut metrics = Vec::new();
+    let first = args.concurrency.first().copied().unwrap_or(8);
+    let warmup = level(
+        &api,
+        &sender,
+        &channels,
+        first,
+        args.warmup,
+        &acknowledged,
+        "warming up",
+    )
+    .await;
     let mut best = 0.0f64;
     for &concurrency in &args.concurrency {
-        let latencies = histogram();
-        let done = Arc::new(AtomicU64::new(0));
-        let errors = Arc::new(AtomicU64::new(0));
-        let until = Instant::now() + Duration::from_secs(args.seconds);
-        let mut tasks = Vec::new();
-        for worker in 0..concurrency {
-            let (api, sender, latencies, done, errors, acknowledged) = (
-                api.clone(),
-                sender.clone(),
-                latencies.clone(),
-                done.clone(),
-                errors.clone(),
-                acknowledged.clone(),
-            );
-            let channel = channels[usize::try_from(worker).unwrap_or(0) % channels.len()];
-            tasks.push(tokio::spawn(async move {
-                while Instant::now() < until {
-                    let t0 = Instant::now();
-                    match api.send(&sender, channel, "ingest").await {
-                        Ok(_) => {
-                            record(
-                                &latencies,
-                                u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX),
-                            );
-                            done.fetch_add(1, Ordering::Relaxed);
-                            acknowledged.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Err(_) => {
-                            errors.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                }
-            }));
-        }
-        while Instant::now() < until {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            progress(&format!(
-                "ingest: concurrency {concurrency}, {} stored",
-                done.load(Ordering::Relaxed)
-            ));
-        }
-        for task in tasks {
-            let _ = task.await;
-        }
+        let Level {
+            stored,
+            errors,
+            latencies,
+        } = level(
+            &api,
+            &sender,
+            &channels,
+            concurrency,
+            args.seconds,
+            &acknowledged,
+            &format!("concurrency {concurrency}"),
+        )
+        .await;
         #[allow(clippy::cast_precision_loss)]
-        let rate = done.load(Ordering::Relaxed) as f64 / args.seconds.max(1) as f64;
+        let rate = stored as f64 / args.seconds.max(1) as f64;
         let (p50, p99, _, _) = percentiles(&latencies);
-        if p99 < 100.0 && errors.load(Ordering::Relaxed) == 0 {
+        if p99 < 100.0 && errors == 0 {
             best = best.max(rate);
         }
         metrics.push(Metric::plain(
@@ -109,11 +164,18 @@ pub async fn run(server: &Server, args: IngestArgs) -> Result<Report, String> {
         #[allow(clippy::cast_precision_loss)]
         metrics.push(Metric::at_most(
             &format!("c={concurrency}: errors"),
-            errors.load(Ordering::Relaxed) as f64,
+            errors as f64,
             "msgs",
             0.0,
         ));
     }
+    #[allow(clippy::cast_precision_loss)]
+    metrics.push(Metric::at_most(
+        "errors during warm-up",
+        warmup.errors as f64,
+        "msgs",
+        0.0,
+    ));
     // Nothing acknowledged may be missing: the channels' newest seqs add up to the acks.
     let mut stored = 0i64;
     for channel in &channels {
@@ -142,7 +204,8 @@ pub async fn run(server: &Server, args: IngestArgs) -> Result<Report, String> {
     ));
     Ok(Report {
         scenario: "ingest",
-        parameters: json!({ "concurrency": args.concurrency, "seconds": args.seconds, "channels": args.channels, "random_keys": args.random_keys }),
+        parameters: json!({ "concurrency": args.concurrency, "seconds": args.seconds, "warmup": args.warmup,
+                            "channels": args.channels, "random_keys": args.random_keys }),
         metrics,
         server: ServerUsage::between(start_stats, server.stats(), elapsed),
         elapsed_secs: elapsed,
