@@ -72,3 +72,29 @@ test('wrong password is reported without saying which part was wrong', async ({ 
   await page.getByRole('button', { name: 'Log in' }).click();
   await expect(page.getByRole('alert').filter({ hasText: 'wrong username or password' })).toBeVisible();
 });
+
+test('logging out in one tab signs out the other tabs of that browser', async ({ browser }) => {
+  const context = await browser.newContext();
+  const first = await context.newPage();
+  const username = `cid_${suffix}`;
+  await first.goto('/signup');
+  await hydrated(first);
+  await first.getByLabel('Username').fill(username);
+  await first.getByLabel('Display name').fill('Cid Example');
+  await first.getByLabel('Password').fill('correct horse');
+  await first.getByRole('button', { name: 'Sign up' }).click();
+  await expect(first.getByTestId('current-user')).toHaveText('Cid Example');
+
+  // A second tab shares the session cookie and holds its own live connection.
+  const second = await context.newPage();
+  await second.goto('/');
+  await hydrated(second);
+  await expect(second.getByTestId('current-user')).toHaveText('Cid Example');
+  await expect(second.getByTestId('connection-banner')).toHaveAttribute('data-status', 'connected');
+
+  await first.getByRole('button', { name: 'Log out' }).click();
+  await expect(first).toHaveURL(/\/login$/);
+  // The server closes the other tab's socket (4001) and that tab goes to the sign-in page.
+  await expect(second).toHaveURL(/\/login$/);
+  await context.close();
+});

@@ -8,7 +8,7 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 
-use crate::helpers::{TestApp, WsFrame};
+use crate::helpers::{TestApp, TestUser, WsFrame};
 
 #[tokio::test]
 async fn messages_reach_members_and_the_senders_other_tabs_only() {
@@ -518,4 +518,48 @@ async fn stopping_the_server_closes_sockets_with_1012() {
         Some(1012),
         "restarting: reconnect and resume"
     );
+}
+
+#[tokio::test]
+async fn signing_out_closes_that_sessions_sockets_4001_and_no_others() {
+    let app = TestApp::spawn().await;
+    let (ann, bob) = (app.signup("ann").await, app.signup("bob").await);
+    let channel = app.group(&ann, &[&bob]).await;
+    // A second session of ann's (another device), and a third that reconnects later.
+    let login = app
+        .call(
+            "auth/login",
+            None,
+            json!({ "username": "ann", "password": "correct horse" }),
+        )
+        .await
+        .ok();
+    let laptop = TestUser {
+        id: ann.id,
+        token: login["token"].as_str().unwrap().to_owned(),
+    };
+    let mut phone_tab1 = app.ws(&ann).await;
+    let mut phone_tab2 = app.ws(&ann).await;
+    let mut laptop_ws = app.ws(&laptop).await;
+
+    app.call("auth/logout", Some(&ann.token), json!({}))
+        .await
+        .ok();
+    assert_eq!(phone_tab1.close_code().await, Some(4001));
+    assert_eq!(phone_tab2.close_code().await, Some(4001));
+    assert_eq!(
+        app.ws_with(&[("authorization", format!("Bearer {}", ann.token))])
+            .await
+            .err(),
+        Some(401),
+        "the signed-out token cannot reconnect"
+    );
+    // The other session keeps receiving.
+    app.send(&bob, channel, "still here?").await;
+    assert_eq!(
+        laptop_ws.event_of("message_created").await["message"]["body"],
+        "still here?"
+    );
+    let health = app.health().await;
+    assert_eq!(health["connections"], 1, "{health}");
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::hub::LocalFanout;
+use super::hub::{LocalFanout, SessionTag};
 use super::protocol::ServerEvent;
 
 /// Who receives an event.
@@ -36,6 +36,10 @@ pub enum BusMessage {
     Leave {
         user_id: i64,
         channel_id: i64,
+    },
+    /// Connections opened with this session close: it was signed out.
+    EndSession {
+        session: SessionTag,
     },
 }
 

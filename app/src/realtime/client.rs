@@ -23,6 +23,17 @@ pub enum ConnectionStatus {
     Reconnecting,
 }
 
+impl ConnectionStatus {
+    /// For the page's `data-status` attribute (scripts and tests read it).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connecting => "connecting",
+            Self::Connected => "connected",
+            Self::Reconnecting => "reconnecting",
+        }
+    }
+}
+
 /// A message typed here and not yet confirmed by the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingMessage {

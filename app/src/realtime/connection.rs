@@ -18,11 +18,11 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
 use futures::SinkExt;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
 use super::broker::Target;
-use super::hub::{ConnId, Outbound, Registration};
+use super::hub::{ConnId, Kick, Outbound, Registration};
 use super::protocol::{
     ActivityState, ChannelCursor, ClientEvent, ErrorCode, PROTOCOL_VERSION, ServerEvent, close_code,
 };
@@ -102,8 +102,8 @@ impl TokenBucket {
 
 struct Connection {
     state: AppState,
-    /// Fires when the hub found this connection's queue full.
-    lagged: Arc<Notify>,
+    /// Fires when the hub found this connection's queue full, or its session was signed out.
+    kick: Arc<Kick>,
     user: AuthUser,
     id: ConnId,
     socket: WebSocket,
@@ -125,6 +125,15 @@ struct Connection {
     coalescing: bool,
 }
 
+/// How a connection the hub told to go closes.
+fn kicked(code: u16) -> Stop {
+    if code == close_code::SIGNED_OUT {
+        Stop::Close(code, "signed out: sign in again")
+    } else {
+        Stop::Close(close_code::LAGGING, "fell behind: reconnect and resume")
+    }
+}
+
 /// The next report of a running replay; never, while none runs.
 async fn recv_replayed(rx: &mut Option<mpsc::Receiver<Replayed>>) -> Option<Replayed> {
     match rx {
@@ -141,12 +150,12 @@ pub async fn run(
     mut registration: Registration,
 ) {
     let id = registration.id;
-    let lagged = registration.lagged.clone();
+    let kick = registration.kick.clone();
     let rx = &mut registration.rx;
     let mut replay_rx: Option<mpsc::Receiver<Replayed>> = None;
     let mut conn = Connection {
         state,
-        lagged: lagged.clone(),
+        kick: kick.clone(),
         user,
         id,
         socket,
@@ -190,9 +199,7 @@ pub async fn run(
             }
             tokio::select! {
                 biased;
-                () = lagged.notified() => {
-                    return Err(Stop::Close(close_code::LAGGING, "fell behind: reconnect and resume"));
-                }
+                code = kick.wait() => return Err(kicked(code)),
                 _ = shutdown.changed() => return Err(Stop::Close(1012, "server restarting: reconnect and resume")),
                 Some(replayed) = recv_replayed(&mut replay_rx) => {
                     Box::pin(conn.on_replayed(replayed)).await?;
@@ -257,16 +264,14 @@ impl Connection {
         Fut: Future<Output = Result<(), axum::Error>> + 'a,
     {
         let timeout = self.state.config.heartbeat;
-        let lagged = &self.lagged;
+        let kick = &self.kick;
         tokio::select! {
             written = tokio::time::timeout(timeout, op(&mut self.socket)) => match written {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(_)) => Err(Stop::Gone),
                 Err(_) => Err(Stop::Close(close_code::LAGGING, "not reading: reconnect and resume")),
             },
-            () = lagged.notified() => {
-                Err(Stop::Close(close_code::LAGGING, "fell behind: reconnect and resume"))
-            }
+            code = kick.wait() => Err(kicked(code)),
         }
     }
 

@@ -5,16 +5,44 @@
 //! one slow client never slows the others and memory stays bounded.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use axum::extract::ws::Utf8Bytes;
 use tokio::sync::{Notify, mpsc};
 
 use super::broker::{Broker, BusMessage, LocalBroker, Target};
-use super::protocol::ServerEvent;
+use super::protocol::{ServerEvent, close_code};
 
 pub type ConnId = u64;
+
+/// Which session a connection was opened with: the first half of the session token's SHA-256,
+/// enough to tell sessions apart without keeping (or sending between nodes) the whole hash.
+pub type SessionTag = [u8; 16];
+
+/// Tells a connection to close, and with which code.
+#[derive(Debug, Default)]
+pub struct Kick {
+    notify: Notify,
+    code: AtomicU16,
+}
+
+impl Kick {
+    fn close(&self, code: u16) {
+        // The first reason stands: a lagging connection that is then signed out still closes
+        // as lagging, which tells its client no less.
+        let _ = self
+            .code
+            .compare_exchange(0, code, Ordering::Relaxed, Ordering::Relaxed);
+        self.notify.notify_one();
+    }
+
+    /// Waits until the connection is told to close; the close code.
+    pub async fn wait(&self) -> u16 {
+        self.notify.notified().await;
+        self.code.load(Ordering::Relaxed)
+    }
+}
 
 /// One serialized event on its way to a connection.
 #[derive(Debug, Clone)]
@@ -66,8 +94,8 @@ pub struct Registration {
     pub id: ConnId,
     /// Its outbound queue.
     pub rx: mpsc::Receiver<Arc<Outbound>>,
-    /// Notified when the connection fell behind and must close.
-    pub lagged: Arc<Notify>,
+    /// Fires when the connection must close: it fell behind, or its session ended.
+    pub kick: Arc<Kick>,
     hub: Hub,
 }
 
@@ -103,10 +131,11 @@ impl Default for HubConfig {
 
 struct Conn {
     user_id: i64,
+    session: SessionTag,
     /// Queued events are `Arc`s: one refcount per recipient either way, and the queue's first
     /// block (32 slots, allocated with the connection) stays at 256 bytes.
     tx: mpsc::Sender<Arc<Outbound>>,
-    lagged: Arc<Notify>,
+    kick: Arc<Kick>,
     channels: Vec<i64>,
 }
 
@@ -189,6 +218,14 @@ impl LocalFanout {
             } => self.each_connection_of(user_id, |registry, conn_id| {
                 registry.unsubscribe(conn_id, channel_id);
             }),
+            BusMessage::EndSession { session } => {
+                // Rare (a log-out), so a scan rather than another index to keep per connection.
+                for conn in self.read().conns.values() {
+                    if conn.session == session {
+                        conn.kick.close(close_code::SIGNED_OUT);
+                    }
+                }
+            }
         }
     }
 
@@ -209,7 +246,7 @@ impl LocalFanout {
                 return;
             };
             if let Err(mpsc::error::TrySendError::Full(_)) = conn.tx.try_send(outbound.clone()) {
-                conn.lagged.notify_one();
+                conn.kick.close(close_code::LAGGING);
             }
         };
         match target {
@@ -286,8 +323,19 @@ impl Hub {
         });
     }
 
-    /// Registers a connection of `user_id` receiving `channels`.
-    pub fn register(&self, user_id: i64, channels: &[i64]) -> Result<Registration, RegisterError> {
+    /// Every connection opened with `session` closes (code 4001), on every node: its user
+    /// signed out.
+    pub fn end_session(&self, session: SessionTag) {
+        self.broker.publish(BusMessage::EndSession { session });
+    }
+
+    /// Registers a connection of `user_id`, opened with `session`, receiving `channels`.
+    pub fn register(
+        &self,
+        user_id: i64,
+        session: SessionTag,
+        channels: &[i64],
+    ) -> Result<Registration, RegisterError> {
         let config = self.local.config;
         let mut registry = self.local.write();
         let existing = registry.by_user.get(&user_id).map_or(0, Vec::len);
@@ -298,13 +346,14 @@ impl Hub {
         }
         let id = self.local.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(config.queue_capacity);
-        let lagged = Arc::new(Notify::new());
+        let kick = Arc::new(Kick::default());
         registry.conns.insert(
             id,
             Conn {
                 user_id,
+                session,
                 tx,
-                lagged: lagged.clone(),
+                kick: kick.clone(),
                 channels: Vec::with_capacity(channels.len()),
             },
         );
@@ -315,7 +364,7 @@ impl Hub {
         Ok(Registration {
             id,
             rx,
-            lagged,
+            kick,
             hub: self.clone(),
         })
     }
@@ -359,6 +408,8 @@ impl Hub {
 mod tests {
     use super::*;
 
+    const NO_SESSION: SessionTag = [0; 16];
+
     fn typing(channel_id: i64, user_id: i64) -> ServerEvent {
         ServerEvent::Typing {
             channel_id,
@@ -370,9 +421,9 @@ mod tests {
     #[test]
     fn delivers_to_channel_subscribers_only() {
         let hub = Hub::new(HubConfig::default());
-        let mut ann = hub.register(1, &[10]).unwrap();
-        let mut bob = hub.register(2, &[10, 20]).unwrap();
-        let mut eve = hub.register(3, &[20]).unwrap();
+        let mut ann = hub.register(1, NO_SESSION, &[10]).unwrap();
+        let mut bob = hub.register(2, NO_SESSION, &[10, 20]).unwrap();
+        let mut eve = hub.register(3, NO_SESSION, &[20]).unwrap();
         hub.publish(Target::Channel(10), typing(10, 1));
         assert!(ann.rx.try_recv().is_ok());
         assert!(bob.rx.try_recv().is_ok());
@@ -391,8 +442,8 @@ mod tests {
     #[test]
     fn join_and_leave_change_what_a_user_receives() {
         let hub = Hub::new(HubConfig::default());
-        let mut tab1 = hub.register(1, &[]).unwrap();
-        let mut tab2 = hub.register(1, &[]).unwrap();
+        let mut tab1 = hub.register(1, NO_SESSION, &[]).unwrap();
+        let mut tab2 = hub.register(1, NO_SESSION, &[]).unwrap();
         hub.join(1, 10);
         assert!(hub.receives(tab1.id, 10) && hub.receives(tab2.id, 10));
         hub.publish(Target::Channel(10), typing(10, 2));
@@ -408,16 +459,17 @@ mod tests {
             queue_capacity: 2,
             ..HubConfig::default()
         });
-        let slow = hub.register(1, &[10]).unwrap();
-        let mut fast = hub.register(2, &[10]).unwrap();
+        let slow = hub.register(1, NO_SESSION, &[10]).unwrap();
+        let mut fast = hub.register(2, NO_SESSION, &[10]).unwrap();
         for _ in 0..3 {
             hub.publish(Target::Channel(10), typing(10, 3));
             assert!(fast.rx.try_recv().is_ok(), "others keep receiving");
         }
-        let notified = slow.lagged.notified();
-        tokio::pin!(notified);
-        assert!(
-            futures_poll_ready(notified.as_mut()),
+        let kicked = slow.kick.wait();
+        tokio::pin!(kicked);
+        assert_eq!(
+            futures_poll_ready(kicked.as_mut()),
+            Some(close_code::LAGGING),
             "slow connection was told to go"
         );
     }
@@ -428,22 +480,48 @@ mod tests {
             max_connections_per_user: 2,
             ..HubConfig::default()
         });
-        let a = hub.register(1, &[10]).unwrap();
-        let _b = hub.register(1, &[10]).unwrap();
+        let a = hub.register(1, NO_SESSION, &[10]).unwrap();
+        let _b = hub.register(1, NO_SESSION, &[10]).unwrap();
         assert_eq!(
-            hub.register(1, &[]).err().map(|e| e.to_string()),
+            hub.register(1, NO_SESSION, &[])
+                .err()
+                .map(|e| e.to_string()),
             Some(RegisterError::TooManyForUser(2).to_string())
         );
         drop(a);
         assert_eq!(hub.user_connection_count(1), 1);
-        let _c = hub.register(1, &[]).unwrap();
+        let _c = hub.register(1, NO_SESSION, &[]).unwrap();
         assert_eq!(hub.connection_count(), 2);
     }
 
     /// Polls a future once without a runtime.
-    fn futures_poll_ready<F: std::future::Future>(future: std::pin::Pin<&mut F>) -> bool {
+    /// The future's output if it is ready at once.
+    fn futures_poll_ready<F: std::future::Future>(
+        future: std::pin::Pin<&mut F>,
+    ) -> Option<F::Output> {
         let waker = std::task::Waker::noop();
         let mut cx = std::task::Context::from_waker(waker);
-        future.poll(&mut cx).is_ready()
+        match future.poll(&mut cx) {
+            std::task::Poll::Ready(output) => Some(output),
+            std::task::Poll::Pending => None,
+        }
+    }
+
+    #[test]
+    fn ending_a_session_kicks_only_its_connections() {
+        let hub = Hub::new(HubConfig::default());
+        let (one, two) = ([1; 16], [2; 16]);
+        let signed_out = hub.register(1, one, &[10]).unwrap();
+        let other_session = hub.register(1, two, &[10]).unwrap();
+        hub.end_session(one);
+        let kicked = signed_out.kick.wait();
+        tokio::pin!(kicked);
+        assert_eq!(
+            futures_poll_ready(kicked.as_mut()),
+            Some(close_code::SIGNED_OUT)
+        );
+        let untouched = other_session.kick.wait();
+        tokio::pin!(untouched);
+        assert_eq!(futures_poll_ready(untouched.as_mut()), None);
     }
 }

@@ -14,6 +14,8 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// Close codes the server uses besides the standard ones (1000 normal, 1007 invalid UTF-8,
 /// 1009 message too big, 1012 server restarting).
 pub mod close_code {
+    /// The session this connection was opened with was signed out: do not reconnect, sign in.
+    pub const SIGNED_OUT: u16 = 4001;
     /// The connection fell behind (its outbound queue filled up): reconnect and resume.
     pub const LAGGING: u16 = 4008;
     /// No pong (or any frame) for two heartbeat intervals.

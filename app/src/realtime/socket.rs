@@ -3,12 +3,12 @@
 //! jitter (the first event after reconnecting, `hello`, makes the client resume by seq).
 
 use futures::{SinkExt, StreamExt};
-use gloo_net::websocket::Message;
 use gloo_net::websocket::futures::WebSocket;
+use gloo_net::websocket::{Message, WebSocketError};
 use leptos::prelude::Set;
 
 use super::client::{ChatClient, ConnectionStatus};
-use super::protocol::{ClientEvent, ServerEvent};
+use super::protocol::{ClientEvent, ServerEvent, close_code};
 
 const FIRST_RETRY_MS: f64 = 500.0;
 const MAX_RETRY_MS: f64 = 15_000.0;
@@ -62,6 +62,17 @@ pub async fn run(client: ChatClient) {
                         }
                     }
                     Traffic::Incoming(Some(Ok(Message::Bytes(_)))) => {}
+                    Traffic::Incoming(Some(Err(WebSocketError::ConnectionClose(close))))
+                        if close.code == close_code::SIGNED_OUT =>
+                    {
+                        // This session was signed out (in another tab, say): reconnecting
+                        // would be refused, so go to the sign-in page instead.
+                        client.set_outbox(None);
+                        if let Some(window) = web_sys::window() {
+                            let _ = window.location().assign("/login");
+                        }
+                        return;
+                    }
                     Traffic::Incoming(Some(Err(_)) | None) => break,
                     Traffic::Outgoing(event) => {
                         let Ok(text) = serde_json::to_string(&event) else {

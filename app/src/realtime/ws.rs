@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::connection;
 use super::hub::RegisterError;
-use crate::auth::server::session::authenticate;
+use crate::auth::server::session::authenticate_session;
 use crate::error::ApiError;
 use crate::server::error::api_error_response;
 use crate::server::{AppState, ServiceError};
@@ -56,7 +56,7 @@ async fn prepare(
     ),
     ApiError,
 > {
-    let user = authenticate(state, headers).await?;
+    let (user, session) = authenticate_session(state, headers).await?;
     if !headers.contains_key(AUTHORIZATION) {
         check_origin(state, headers)?;
     }
@@ -72,17 +72,18 @@ async fn prepare(
         .channel_ids_for_user(user.id)
         .await
         .map_err(ServiceError::from)?;
-    let registration = state
-        .hub
-        .register(user.id, &channels)
-        .map_err(|error| match error {
-            RegisterError::TooManyForUser(limit) => ApiError::Throttled {
-                message: format!(
-                    "too many open connections for this account (limit {limit}); close a tab"
-                ),
-                retry_after_secs: 5,
-            },
-        })?;
+    let registration =
+        state
+            .hub
+            .register(user.id, session, &channels)
+            .map_err(|error| match error {
+                RegisterError::TooManyForUser(limit) => ApiError::Throttled {
+                    message: format!(
+                        "too many open connections for this account (limit {limit}); close a tab"
+                    ),
+                    retry_after_secs: 5,
+                },
+            })?;
     Ok((user, registration, permit))
 }
 

@@ -198,6 +198,7 @@ fn track_activity(chat: ChatClient) {
 fn ConnectionBanner(chat: ChatClient) -> impl IntoView {
     view! {
         <div class="connection-banner" role="status" aria-live="polite" data-testid="connection-banner"
+            data-status=move || chat.status.get().as_str()
             hidden=move || chat.status.get() != ConnectionStatus::Reconnecting>
             "Connection lost — reconnecting…"
         </div>

@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 
-use super::session::{new_token, token_hash};
+use super::session::{new_token, session_tag, token_hash};
 use crate::auth::{PublicUser, SignedIn};
 use crate::domain::{DisplayName, Password, Username, parse_limit};
 use crate::error::ApiError;
@@ -145,6 +145,7 @@ pub async fn logout(state: &AppState, token: &str) -> ServiceResult<()> {
     let hash = token_hash(token);
     state.db.delete_session(&hash).await?;
     state.sessions.remove(&hash);
+    state.hub.end_session(session_tag(&hash));
     Ok(())
 }
 

@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use super::AuthUser;
 use crate::auth::SignedIn;
 use crate::error::ApiError;
+use crate::realtime::hub::SessionTag;
 use crate::server::{AppState, ServiceError, now_ms};
 
 /// Name of the session cookie.
@@ -30,6 +31,14 @@ pub fn new_token() -> Result<String, ServiceError> {
 /// What the database stores instead of the token, so a leaked database holds no live sessions.
 pub fn token_hash(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
+}
+
+/// The tag the hub files a session's WebSocket connections under (see `realtime::hub`).
+pub fn session_tag(token_hash: &[u8]) -> SessionTag {
+    let mut tag = SessionTag::default();
+    let len = tag.len().min(token_hash.len());
+    tag[..len].copy_from_slice(&token_hash[..len]);
+    tag
 }
 
 /// The session token a request carries: the bearer header wins over the cookie.
@@ -56,11 +65,21 @@ pub fn token_from_headers(headers: &HeaderMap) -> Option<String> {
 
 /// Resolves the user behind `headers`, or `Unauthorized`.
 pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<AuthUser, ApiError> {
+    Ok(authenticate_session(state, headers).await?.0)
+}
+
+/// Like [`authenticate`], with the tag of the session used (for WebSocket connections, which
+/// close when that session is signed out).
+pub async fn authenticate_session(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<(AuthUser, SessionTag), ApiError> {
     let token = token_from_headers(headers).ok_or_else(ApiError::unauthorized)?;
     let hash = token_hash(&token);
+    let tag = session_tag(&hash);
     let now = now_ms();
     if let Some(user) = state.sessions.get(&hash, now) {
-        return Ok(user);
+        return Ok((user, tag));
     }
     let session = state
         .db
@@ -73,7 +92,7 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<AuthU
     state
         .sessions
         .insert(hash, session.user.clone(), session.expires_at);
-    Ok(session.user)
+    Ok((session.user, tag))
 }
 
 /// The state and signed-in user of the current server-function call.
