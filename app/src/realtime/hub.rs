@@ -29,11 +29,14 @@ pub struct Kick {
 
 impl Kick {
     fn close(&self, code: u16) {
-        // The first reason stands: a lagging connection that is then signed out still closes
-        // as lagging, which tells its client no less.
-        let _ = self
-            .code
-            .compare_exchange(0, code, Ordering::Relaxed, Ordering::Relaxed);
+        // Signed out wins over lagging: a client told to resume would only be refused.
+        if code == close_code::SIGNED_OUT {
+            self.code.store(code, Ordering::Relaxed);
+        } else {
+            let _ = self
+                .code
+                .compare_exchange(0, code, Ordering::Relaxed, Ordering::Relaxed);
+        }
         self.notify.notify_one();
     }
 

@@ -9,6 +9,7 @@ use leptos::prelude::Set;
 
 use super::client::{ChatClient, ConnectionStatus};
 use super::protocol::{ClientEvent, ServerEvent, close_code};
+use crate::error::ApiError;
 
 const FIRST_RETRY_MS: f64 = 500.0;
 const MAX_RETRY_MS: f64 = 15_000.0;
@@ -26,6 +27,12 @@ fn socket_url() -> Option<String> {
         "ws"
     };
     Some(format!("{scheme}://{}/ws", location.host().ok()?))
+}
+
+fn go_to_sign_in() {
+    if let Some(window) = web_sys::window() {
+        let _ = window.location().assign("/login");
+    }
 }
 
 /// Connects and stays connected for the life of the page.
@@ -68,9 +75,7 @@ pub async fn run(client: ChatClient) {
                         // This session was signed out (in another tab, say): reconnecting
                         // would be refused, so go to the sign-in page instead.
                         client.set_outbox(None);
-                        if let Some(window) = web_sys::window() {
-                            let _ = window.location().assign("/login");
-                        }
+                        go_to_sign_in();
                         return;
                     }
                     Traffic::Incoming(Some(Err(_)) | None) => break,
@@ -88,6 +93,15 @@ pub async fn run(client: ChatClient) {
         }
         client.status.set(ConnectionStatus::Reconnecting);
         failures = failures.saturating_add(1);
+        // A browser does not say why an upgrade failed. After a failed attempt, ask whether
+        // the session still exists: if not (it expired, or was signed out while this page was
+        // offline), retrying is pointless.
+        if failures > 1
+            && let Err(ApiError::Unauthorized { .. }) = crate::auth::api::me().await
+        {
+            go_to_sign_in();
+            return;
+        }
         let backoff = (FIRST_RETRY_MS * 2f64.powi(failures - 1)).min(MAX_RETRY_MS);
         // Full jitter between half and all of the backoff spreads a crowd of reconnecting tabs.
         let delay = backoff * (0.5 + js_sys::Math::random() * 0.5);

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::connection;
 use super::hub::RegisterError;
-use crate::auth::server::session::authenticate_session;
+use crate::auth::server::session::{authenticate_session, session_still_exists};
 use crate::error::ApiError;
 use crate::server::error::api_error_response;
 use crate::server::{AppState, ServiceError};
@@ -56,6 +56,7 @@ async fn prepare(
     ),
     ApiError,
 > {
+    let epoch = state.sessions.epoch();
     let (user, session) = authenticate_session(state, headers).await?;
     if !headers.contains_key(AUTHORIZATION) {
         check_origin(state, headers)?;
@@ -84,6 +85,14 @@ async fn prepare(
                     retry_after_secs: 5,
                 },
             })?;
+    // A log-out that ran since the session was resolved swept the registered sockets of its
+    // session, maybe before this one registered: ask the database again rather than keep a
+    // socket of a signed-out session. (A log-out after this check finds it registered.)
+    if state.sessions.removed_since(epoch) && !session_still_exists(state, headers).await? {
+        return Err(ApiError::Unauthorized {
+            message: "session expired or unknown; sign in again".into(),
+        });
+    }
     Ok((user, registration, permit))
 }
 

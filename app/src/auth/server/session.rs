@@ -81,6 +81,7 @@ pub async fn authenticate_session(
     if let Some(user) = state.sessions.get(&hash, now) {
         return Ok((user, tag));
     }
+    let epoch = state.sessions.epoch();
     let session = state
         .db
         .session_user(&hash, now)
@@ -91,8 +92,21 @@ pub async fn authenticate_session(
         })?;
     state
         .sessions
-        .insert(hash, session.user.clone(), session.expires_at);
+        .insert(hash, session.user.clone(), session.expires_at, epoch);
     Ok((session.user, tag))
+}
+
+/// Whether the session `headers` carry still exists, asking the database (not the cache).
+pub async fn session_still_exists(state: &AppState, headers: &HeaderMap) -> Result<bool, ApiError> {
+    let Some(token) = token_from_headers(headers) else {
+        return Ok(false);
+    };
+    Ok(state
+        .db
+        .session_user(&token_hash(&token), now_ms())
+        .await
+        .map_err(ServiceError::from)?
+        .is_some())
 }
 
 /// The state and signed-in user of the current server-function call.

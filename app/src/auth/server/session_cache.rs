@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::AuthUser;
@@ -24,6 +25,9 @@ struct Entry {
 pub struct SessionCache {
     ttl: Duration,
     entries: RwLock<HashMap<Vec<u8>, Entry>>,
+    /// Counts removals. A lookup that read the database while a log-out ran may have read the
+    /// session just before it was deleted: it must not put it back (see [`Self::insert`]).
+    removals: AtomicU64,
 }
 
 impl SessionCache {
@@ -31,7 +35,18 @@ impl SessionCache {
         Self {
             ttl,
             entries: RwLock::default(),
+            removals: AtomicU64::new(0),
         }
+    }
+
+    /// Taken before a database lookup; hand it to [`Self::insert`] and [`Self::removed_since`].
+    pub fn epoch(&self) -> u64 {
+        self.removals.load(Ordering::SeqCst)
+    }
+
+    /// Whether any session was removed since `epoch`.
+    pub fn removed_since(&self, epoch: u64) -> bool {
+        self.epoch() != epoch
     }
 
     /// The user of a session resolved recently, if it has not expired since.
@@ -46,7 +61,9 @@ impl SessionCache {
             .map(|entry| entry.user.clone())
     }
 
-    pub fn insert(&self, token_hash: Vec<u8>, user: AuthUser, expires_at: i64) {
+    /// Remembers a session read from the database, unless a session was removed since `epoch`
+    /// (it may have been this one).
+    pub fn insert(&self, token_hash: Vec<u8>, user: AuthUser, expires_at: i64, epoch: u64) {
         if self.ttl.is_zero() {
             return;
         }
@@ -55,6 +72,10 @@ impl SessionCache {
             .entries
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Checked under the lock `remove` takes, so a removal is either seen here or after.
+        if self.removed_since(epoch) {
+            return;
+        }
         if entries.len() >= MAX_ENTRIES {
             entries.retain(|_, entry| entry.fresh_until > now);
             if entries.len() >= MAX_ENTRIES {
@@ -72,10 +93,12 @@ impl SessionCache {
     }
 
     pub fn remove(&self, token_hash: &[u8]) {
-        self.entries
+        let mut entries = self
+            .entries
             .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .remove(token_hash);
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.removals.fetch_add(1, Ordering::SeqCst);
+        entries.remove(token_hash);
     }
 }
 
@@ -94,7 +117,7 @@ mod tests {
     #[test]
     fn serves_until_the_session_expires_or_is_removed() {
         let cache = SessionCache::new(Duration::from_secs(60));
-        cache.insert(b"h".to_vec(), ann(), 1_000);
+        cache.insert(b"h".to_vec(), ann(), 1_000, cache.epoch());
         assert_eq!(cache.get(b"h", 999), Some(ann()));
         assert_eq!(cache.get(b"h", 1_000), None, "expired");
         assert_eq!(cache.get(b"other", 999), None);
@@ -105,12 +128,25 @@ mod tests {
     #[test]
     fn entries_go_stale_after_the_ttl() {
         let cache = SessionCache::new(Duration::from_millis(20));
-        cache.insert(b"h".to_vec(), ann(), i64::MAX);
+        cache.insert(b"h".to_vec(), ann(), i64::MAX, cache.epoch());
         assert!(cache.get(b"h", 0).is_some());
         std::thread::sleep(Duration::from_millis(30));
         assert!(cache.get(b"h", 0).is_none());
         let off = SessionCache::new(Duration::ZERO);
-        off.insert(b"h".to_vec(), ann(), i64::MAX);
+        off.insert(b"h".to_vec(), ann(), i64::MAX, off.epoch());
         assert!(off.get(b"h", 0).is_none(), "a zero ttl caches nothing");
+    }
+
+    #[test]
+    fn a_lookup_that_raced_a_log_out_is_not_cached() {
+        let cache = SessionCache::new(Duration::from_secs(60));
+        let epoch = cache.epoch();
+        // The lookup read the session; meanwhile it was signed out.
+        cache.remove(b"h");
+        cache.insert(b"h".to_vec(), ann(), i64::MAX, epoch);
+        assert!(cache.get(b"h", 0).is_none());
+        assert!(cache.removed_since(epoch));
+        cache.insert(b"h".to_vec(), ann(), i64::MAX, cache.epoch());
+        assert!(cache.get(b"h", 0).is_some(), "a later lookup caches again");
     }
 }
