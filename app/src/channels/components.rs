@@ -30,11 +30,14 @@ pub fn Sidebar() -> impl IntoView {
     let chat = expect_context::<ChatClient>();
     let dialog = RwSignal::new(None::<Dialog>);
     let navigate = use_navigate();
-    let sign_out = Action::new(move |_: &()| logout());
-    Effect::new(move |_| {
-        if let Some(Ok(())) = sign_out.value().get() {
-            navigate("/login", Default::default());
-        }
+    let sign_out = Action::new(move |_: &()| {
+        chat.signing_out.set_value(true);
+        logout()
+    });
+    Effect::new(move |_| match sign_out.value().get() {
+        Some(Ok(())) => navigate("/login", Default::default()),
+        Some(Err(_)) => chat.signing_out.set_value(false),
+        None => {}
     });
     let ids = move || {
         chat.channels

@@ -95,6 +95,9 @@ pub struct ChatClient {
     /// True once hydrated: times and other clock-dependent text render only then, so the
     /// server's rendering (in its own time zone) never disagrees with the browser's.
     pub mounted: RwSignal<bool>,
+    /// Set while this tab signs out: the server then closes the socket with 4001, and the page
+    /// navigates by itself (another tab's sign-out is what sends a page to the sign-in page).
+    pub signing_out: StoredValue<bool>,
     outbox: StoredValue<Option<futures::channel::mpsc::UnboundedSender<ClientEvent>>>,
 }
 
@@ -112,6 +115,7 @@ impl ChatClient {
             channels_stale: RwSignal::new(0),
             activity: RwSignal::new(ActivityState::Active),
             mounted: RwSignal::new(false),
+            signing_out: StoredValue::new(false),
             outbox: StoredValue::new(None),
         }
     }

@@ -5,7 +5,7 @@
 use futures::{SinkExt, StreamExt};
 use gloo_net::websocket::futures::WebSocket;
 use gloo_net::websocket::{Message, WebSocketError};
-use leptos::prelude::Set;
+use leptos::prelude::{GetValue, Set};
 
 use super::client::{ChatClient, ConnectionStatus};
 use super::protocol::{ClientEvent, ServerEvent, close_code};
@@ -72,10 +72,13 @@ pub async fn run(client: ChatClient) {
                     Traffic::Incoming(Some(Err(WebSocketError::ConnectionClose(close))))
                         if close.code == close_code::SIGNED_OUT =>
                     {
-                        // This session was signed out (in another tab, say): reconnecting
-                        // would be refused, so go to the sign-in page instead.
+                        // This session was signed out: reconnecting would be refused. When
+                        // another tab did it, go to the sign-in page; when this one did, it
+                        // is navigating already (a second navigation could cancel the first).
                         client.set_outbox(None);
-                        go_to_sign_in();
+                        if !client.signing_out.get_value() {
+                            go_to_sign_in();
+                        }
                         return;
                     }
                     Traffic::Incoming(Some(Err(_)) | None) => break,
