@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::connection;
 use super::hub::RegisterError;
-use crate::auth::server::session::{authenticate_session, session_still_exists};
+use crate::auth::server::session::authenticate_session;
 use crate::error::ApiError;
 use crate::server::error::api_error_response;
 use crate::server::{AppState, ServiceError};
@@ -86,12 +86,11 @@ async fn prepare(
                 },
             })?;
     // A log-out that ran since the session was resolved swept the registered sockets of its
-    // session, maybe before this one registered: ask the database again rather than keep a
-    // socket of a signed-out session. (A log-out after this check finds it registered.)
-    if state.sessions.removed_since(epoch) && !session_still_exists(state, headers).await? {
-        return Err(ApiError::Unauthorized {
-            message: "session expired or unknown; sign in again".into(),
-        });
+    // session, maybe before this one registered: resolve it again rather than keep a socket of
+    // a signed-out session (a removed session is never back in the cache, so this sees the
+    // log-out). A log-out after this check finds the socket registered.
+    if state.sessions.removed_since(epoch) {
+        authenticate_session(state, headers).await?;
     }
     Ok((user, registration, permit))
 }

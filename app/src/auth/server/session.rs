@@ -96,19 +96,6 @@ pub async fn authenticate_session(
     Ok((session.user, tag))
 }
 
-/// Whether the session `headers` carry still exists, asking the database (not the cache).
-pub async fn session_still_exists(state: &AppState, headers: &HeaderMap) -> Result<bool, ApiError> {
-    let Some(token) = token_from_headers(headers) else {
-        return Ok(false);
-    };
-    Ok(state
-        .db
-        .session_user(&token_hash(&token), now_ms())
-        .await
-        .map_err(ServiceError::from)?
-        .is_some())
-}
-
 /// The state and signed-in user of the current server-function call.
 pub async fn authenticated() -> Result<(AppState, AuthUser), ApiError> {
     let state = crate::server::state()?;
