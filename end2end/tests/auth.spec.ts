@@ -1,12 +1,8 @@
-import { expect, test, type Page } from '@playwright/test';
+import { expect, test } from '@playwright/test';
+import { hydrated, newUser, runId } from './helpers';
 
 // Unique per run so reruns against a reused database never collide.
 const suffix = Date.now().toString(36);
-
-/** Waits until the WASM bundle has hydrated the page (the app marks `<body data-hydrated>`). */
-async function hydrated(page: Page) {
-  await page.locator('body[data-hydrated]').waitFor({ state: 'attached' });
-}
 
 test('sign up, land on the home page, log out, log back in', async ({ page }) => {
   const username = `ann_${suffix}`;
@@ -74,22 +70,13 @@ test('wrong password is reported without saying which part was wrong', async ({ 
 });
 
 test('logging out in one tab signs out the other tabs of that browser', async ({ browser }) => {
-  const context = await browser.newContext();
-  const first = await context.newPage();
-  const username = `cid_${suffix}`;
-  await first.goto('/signup');
-  await hydrated(first);
-  await first.getByLabel('Username').fill(username);
-  await first.getByLabel('Display name').fill('Cid Example');
-  await first.getByLabel('Password').fill('correct horse');
-  await first.getByRole('button', { name: 'Sign up' }).click();
-  await expect(first.getByTestId('current-user')).toHaveText('Cid Example');
+  const { context, page: first, name } = await newUser(browser, `Cid${runId}`);
 
   // A second tab shares the session cookie and holds its own live connection.
   const second = await context.newPage();
   await second.goto('/');
   await hydrated(second);
-  await expect(second.getByTestId('current-user')).toHaveText('Cid Example');
+  await expect(second.getByTestId('current-user')).toHaveText(name);
   await expect(second.getByTestId('connection-banner')).toHaveAttribute('data-status', 'connected');
 
   await first.getByRole('button', { name: 'Log out' }).click();
