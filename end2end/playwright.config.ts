@@ -1,7 +1,9 @@
 import { defineConfig } from '@playwright/test';
 
 // The server under test: the binary `cargo leptos build` made, on its own port, with a fresh
-// SQLite database per run (the folder is wiped before start).
+// SQLite database per run (the folder is wiped before start). Its output goes to server.log in that
+// folder, where the test fixture looks for panics; a server that fails to start says why there too,
+// not on the terminal.
 const port = Number(process.env.E2E_PORT ?? 3100);
 const baseURL = `http://127.0.0.1:${port}`;
 
@@ -33,7 +35,7 @@ export default defineConfig({
     },
   },
   webServer: {
-    command: 'rm -rf target/e2e-data && ./target/debug/dealnest-chat',
+    command: 'rm -rf target/e2e-data && mkdir -p target/e2e-data && exec ./target/debug/dealnest-chat >> target/e2e-data/server.log 2>&1',
     cwd: '..',
     url: `${baseURL}/health`,
     reuseExistingServer: false,

@@ -34,12 +34,18 @@ if ! wasm-bindgen --version 2>/dev/null | grep -q "$bindgen_version"; then
 fi
 
 if $with_test_tools; then
-  if [[ ! -x /usr/bin/chromium ]]; then
-    step "installing Debian's chromium for browser tests"
+  # chromium drives the browser tests; sqlite3 lets a spec back-date seeded messages.
+  missing=()
+  [[ -x /usr/bin/chromium ]] || missing+=(chromium)
+  command -v sqlite3 >/dev/null || missing+=(sqlite3)
+  if ((${#missing[@]})); then
+    step "installing Debian packages for browser tests: ${missing[*]}"
     as_root apt-get update
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"
   fi
-  if [[ ! -x end2end/node_modules/.bin/playwright ]]; then
+  # Reinstalled when package-lock.json changed since the last install.
+  if [[ ! -x end2end/node_modules/.bin/playwright ]] ||
+    [[ end2end/package-lock.json -nt end2end/node_modules/.package-lock.json ]]; then
     step "installing Playwright (no browser download: tests use /usr/bin/chromium)"
     (cd end2end && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund)
   fi

@@ -18,6 +18,7 @@ use leptos::config::LeptosOptions;
 use leptos::prelude::provide_context;
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
 
@@ -78,6 +79,7 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .layer(RequestBodyLimitLayer::new(MAX_REQUEST_BYTES))
+        .layer(CatchPanicLayer::custom(panic_response))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -110,6 +112,25 @@ async fn health(State(state): State<AppState>) -> impl IntoResponse {
         "redis": redis,
     });
     (status, axum::Json(body))
+}
+
+/// A panic while answering a request is a bug: it is logged, and the client gets a 500 page
+/// instead of a dropped connection.
+fn panic_response(cause: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    let reason = cause
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| cause.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown cause");
+    tracing::error!(reason, "request handler panicked");
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        [(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Server error · DealNest Chat</title></head>\
+         <body><main><h1>Something went wrong</h1><p>The server hit an error answering this page. \
+         It has been logged. <a href=\"/\">Back to DealNest Chat</a></p></main></body></html>",
+    )
+        .into_response()
 }
 
 async fn unknown_endpoint(uri: Uri) -> impl IntoResponse {

@@ -1,4 +1,4 @@
-import { expect, test } from '@playwright/test';
+import { expect, test } from './fixtures';
 import { hydrated, newUser, runId } from './helpers';
 
 // Unique per run so reruns against a reused database never collide.
@@ -30,7 +30,9 @@ test('sign up, land on the home page, log out, log back in', async ({ page }) =>
   await expect(page.getByTestId('current-user')).toHaveText('Ann Example');
 });
 
-test('sign-up shows field errors from the form and from the server', async ({ page }) => {
+test('sign-up shows field errors from the form and from the server', async ({ page, allowConsoleErrors }) => {
+  // The taken username is refused with 409, and Chromium logs every failed fetch as an error.
+  allowConsoleErrors(/Failed to load resource: the server responded with a status of 409/);
   await page.goto('/signup');
   await hydrated(page);
   await page.getByLabel('Username').fill('x');
@@ -60,7 +62,9 @@ test('sign-up shows field errors from the form and from the server', async ({ pa
   await expect(page.getByRole('alert').filter({ hasText: 'is taken' })).toBeVisible();
 });
 
-test('wrong password is reported without saying which part was wrong', async ({ page }) => {
+test('wrong password is reported without saying which part was wrong', async ({ page, allowConsoleErrors }) => {
+  // The refused login is a 401, which Chromium logs as an error.
+  allowConsoleErrors(/Failed to load resource: the server responded with a status of 401/);
   await page.goto('/login');
   await hydrated(page);
   await page.getByLabel('Username').fill(`nobody_${suffix}`);

@@ -1,4 +1,4 @@
-import { expect, test } from '@playwright/test';
+import { expect, test } from './fixtures';
 import { channelLink, createChannel, messages, newUser, runId, send } from './helpers';
 
 test('two people chat live: unread, seen-by, typing, edit, delete, safe text, presence', async ({ browser }) => {
@@ -39,6 +39,7 @@ test('two people chat live: unread, seen-by, typing, edit, delete, safe text, pr
   await expect(messages(bob.page).getByText('Second one, revised')).toBeVisible();
   await expect(messages(bob.page).locator('article', { hasText: 'Second one, revised' })).toContainText('(edited)');
   await messages(ann.page).locator('article', { hasText: 'Hello Bob' }).getByRole('button', { name: 'Delete' }).click();
+  await ann.page.getByRole('dialog', { name: 'Delete message?' }).getByRole('button', { name: 'Delete' }).click();
   await expect(messages(bob.page).getByText('Hello Bob')).toHaveCount(0);
   await expect(messages(bob.page).getByText('This message was deleted.')).toBeVisible();
 

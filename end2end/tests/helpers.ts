@@ -34,7 +34,7 @@ export async function createChannel(page: Page, channelName: string, memberUsern
   await dialog.getByLabel('Channel name').fill(channelName);
   for (const username of memberUsernames) {
     await dialog.getByLabel('Add people').fill(username);
-    await dialog.getByRole('button', { name: new RegExp(`@${username}`) }).click();
+    await dialog.getByRole('option', { name: new RegExp(`@${username}`) }).click();
   }
   await dialog.getByRole('button', { name: 'Create channel' }).click();
   await expect(page).toHaveURL(/\/c\/\d+$/);
@@ -65,4 +65,23 @@ export async function apiSend(page: Page, channelId: number, body: string) {
     data: { channel_id: channelId, client_id: crypto.randomUUID(), body },
   });
   expect(response.status()).toBe(200);
+}
+
+/** The channel's read state through the HTTP API, as the page's user. */
+export async function readState(page: Page, channelId: number) {
+  const response = await page.request.post('/api/read/state', { data: { channel_id: channelId } });
+  expect(response.status()).toBe(200);
+  return (await response.json()) as { last_seq: number; pointers: { user_id: number; last_read_seq: number }[] };
+}
+
+/** My read pointer in a channel (through the API). */
+export async function myPointer(page: Page, channelId: number) {
+  const me = await (await page.request.post('/api/auth/me', { data: {} })).json();
+  const state = await readState(page, channelId);
+  return state.pointers.find((p) => p.user_id === me.id)?.last_read_seq ?? 0;
+}
+
+/** Sends `count` numbered messages through the API: `${prefix} 1` … `${prefix} ${count}`. */
+export async function apiSendMany(page: Page, channelId: number, prefix: string, count: number) {
+  for (let n = 1; n <= count; n++) await apiSend(page, channelId, `${prefix} ${n}`);
 }

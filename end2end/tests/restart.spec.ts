@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { expect, test } from '@playwright/test';
+import { expect, test } from './fixtures';
 import { apiSend, channelLink, createChannel, messages, newUser, runId, send } from './helpers';
 
 // This test owns its server so it can stop and restart it (same database file).
@@ -11,7 +11,10 @@ const root = path.resolve(__dirname, '../..');
 const dataDir = path.join(root, 'target/e2e-restart-data');
 
 function startServer(): ChildProcess {
-  return spawn(path.join(root, 'target/debug/dealnest-chat'), [], {
+  // Appended to (both runs of the server share it) so the test fixture can scan it for panics.
+  mkdirSync(dataDir, { recursive: true });
+  const log = openSync(path.join(dataDir, 'server.log'), 'a');
+  const server = spawn(path.join(root, 'target/debug/dealnest-chat'), [], {
     cwd: root,
     env: {
       ...process.env,
@@ -20,8 +23,11 @@ function startServer(): ChildProcess {
       LEPTOS_SITE_ROOT: 'target/site',
       LOG_LEVEL: 'warn',
     },
-    stdio: 'inherit',
+    stdio: ['ignore', log, log],
   });
+  // The child has its own copy of the descriptor by now.
+  closeSync(log);
+  return server;
 }
 
 async function waitForHealth() {
@@ -40,7 +46,11 @@ async function stop(server: ChildProcess) {
   await exited;
 }
 
-test('a server restart mid-conversation: banner, reconnect, missed messages shown once', async ({ browser }) => {
+test('a server restart mid-conversation: banner, reconnect, missed messages shown once', async ({ browser, allowConsoleErrors }) => {
+  // While the server is down the tabs' reconnect attempts (and any fetch) are refused, and
+  // Chromium logs each one.
+  allowConsoleErrors(/ERR_CONNECTION_REFUSED/);
+  allowConsoleErrors(/WebSocket connection to .* failed/);
   rmSync(dataDir, { recursive: true, force: true });
   let server = startServer();
   try {

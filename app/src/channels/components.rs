@@ -4,13 +4,14 @@ use leptos::prelude::*;
 use leptos_router::components::A;
 use leptos_router::hooks::{use_location, use_navigate};
 
-use super::api::{add_member, create_channel, leave_channel, open_direct, remove_member};
-use super::{ChannelDetail, ChannelKind, MemberRole};
+use super::api::{add_member, create_channel, open_direct, remove_member};
+use super::{ChannelDetail, ChannelKind, ChannelSummary, MemberRole};
 use crate::auth::PublicUser;
 use crate::auth::api::{logout, search_users};
 use crate::error::ApiError;
 use crate::presence::components::{PresenceDot, presence_text};
 use crate::realtime::client::ChatClient;
+use crate::ui::dialog::ConfirmDialog;
 use crate::ui::format::clock_time;
 
 /// The channel id in the current URL (`/c/{id}`).
@@ -81,15 +82,24 @@ fn ChannelRow(id: i64) -> impl IntoView {
     let chat = expect_context::<ChatClient>();
     let current = current_channel();
     let row = move || chat.summary(id);
-    let peer = row().and_then(|c| c.peer).map(|p| p.id);
+    let peer = chat
+        .summary_untracked(id)
+        .and_then(|c| c.peer)
+        .map(|p| p.id);
+    let me = chat.my_id();
     let unread = move || row().map_or(0, |c| c.unread_count);
     let preview = move || {
-        row()
-            .and_then(|c| c.last_message)
-            .map(|last| match last.body {
-                Some(body) => format!("{}: {body}", last.sender_name),
-                None => format!("{}: message deleted", last.sender_name),
-            })
+        row().and_then(|c| c.last_message).map(|last| {
+            let who = if last.sender_id == me {
+                "You".to_owned()
+            } else {
+                last.sender_name
+            };
+            match last.body {
+                Some(body) => format!("{who}: {body}"),
+                None => format!("{who}: message deleted"),
+            }
+        })
     };
     let time = move || {
         let created = row().and_then(|c| c.last_message).map(|m| m.created_at)?;
@@ -124,7 +134,8 @@ enum Dialog {
     NewDirect,
 }
 
-/// Search for users by name; `pick` gets the chosen one.
+/// Search for users by name; `pick` gets the chosen one. An ARIA 1.2 combobox: typing
+/// searches, ↓/↑ move through the results, Enter picks, Esc clears.
 #[component]
 fn UserPicker(
     #[prop(into)] label: String,
@@ -132,6 +143,7 @@ fn UserPicker(
     #[prop(into)] exclude: Signal<Vec<i64>>,
 ) -> impl IntoView {
     let query = RwSignal::new(String::new());
+    let active = RwSignal::new(0usize);
     let results = Resource::new(
         move || query.get(),
         |query| async move {
@@ -142,45 +154,119 @@ fn UserPicker(
             }
         },
     );
+    // Ids unique per picker: two can be on screen at once (members panel and a dialog).
+    let id_base = format!(
+        "picker-{}",
+        label
+            .to_lowercase()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join("-")
+    );
+    let listbox_id = format!("{id_base}-list");
+    let options = move || -> Vec<PublicUser> {
+        let excluded = exclude.get();
+        results
+            .get()
+            .and_then(Result::ok)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|u| !excluded.contains(&u.id))
+            .collect()
+    };
+    let error = move || results.get().and_then(Result::err);
     let pick = std::sync::Arc::new(pick);
+    let choose = {
+        let pick = pick.clone();
+        move |user: PublicUser| {
+            pick(user);
+            query.set(String::new());
+            active.set(0);
+        }
+    };
+    let on_keydown = {
+        let choose = choose.clone();
+        move |ev: leptos::ev::KeyboardEvent| {
+            let count = options().len();
+            match ev.key().as_str() {
+                "ArrowDown" if count > 0 => {
+                    ev.prevent_default();
+                    active.update(|i| *i = (*i + 1) % count);
+                }
+                "ArrowUp" if count > 0 => {
+                    ev.prevent_default();
+                    active.update(|i| *i = (*i + count - 1) % count);
+                }
+                "Enter" if count > 0 => {
+                    ev.prevent_default();
+                    if let Some(user) = options().into_iter().nth(active.get_untracked()) {
+                        choose(user);
+                    }
+                }
+                "Escape" if !query.get_untracked().is_empty() => {
+                    // Clears the search without also closing a dialog around it.
+                    ev.stop_propagation();
+                    ev.prevent_default();
+                    query.set(String::new());
+                }
+                _ => {}
+            }
+        }
+    };
+    let option_id = {
+        let id_base = id_base.clone();
+        move |index: usize| format!("{id_base}-option-{index}")
+    };
+    let active_id = {
+        let option_id = option_id.clone();
+        move || (!options().is_empty()).then(|| option_id(active.get().min(options().len() - 1)))
+    };
+    let input_id = format!("{id_base}-input");
     view! {
-        <label class="field">
-            <span class="field__label">{label}</span>
+        <div class="field picker-field">
+            <label class="field__label" for=input_id.clone()>{label}</label>
             <input
+                id=input_id
                 class="field__input"
-                type="search"
+                type="text"
+                role="combobox"
+                autocomplete="off"
+                aria-autocomplete="list"
+                aria-controls=listbox_id.clone()
+                aria-expanded=move || (!options().is_empty()).to_string()
+                aria-activedescendant=active_id
                 placeholder="Name or username"
                 prop:value=move || query.get()
-                on:input=move |ev| query.set(event_target_value(&ev))
+                on:input=move |ev| {
+                    query.set(event_target_value(&ev));
+                    active.set(0);
+                }
+                on:keydown=on_keydown
             />
-        </label>
-        <Transition fallback=|| ()>
-            {move || {
-                let pick = pick.clone();
-                results.get().map(|found| match found {
-                    Err(error) => view! { <p class="field__error" role="alert">{error.to_string()}</p> }.into_any(),
-                    Ok(users) => {
-                        let excluded = exclude.get();
+            {move || error().map(|error| view! { <p class="field__error" role="alert">{error.to_string()}</p> })}
+            <ul class="picker" role="listbox" id=listbox_id aria-label="Matching people"
+                hidden=move || options().is_empty()>
+                {move || {
+                    let choose = choose.clone();
+                    let option_id = option_id.clone();
+                    options().into_iter().enumerate().map(|(index, user)| {
+                        let choose = choose.clone();
+                        let chosen = user.clone();
                         view! {
-                            <ul class="picker" role="listbox">
-                                {users.into_iter().filter(|u| !excluded.contains(&u.id)).map(|user| {
-                                    let pick = pick.clone();
-                                    let chosen = user.clone();
-                                    view! {
-                                        <li>
-                                            <button class="picker__option" type="button" on:click=move |_| pick(chosen.clone())>
-                                                <strong>{user.display_name.clone()}</strong>
-                                                <span class="muted">" @"{user.username.clone()}</span>
-                                            </button>
-                                        </li>
-                                    }
-                                }).collect_view()}
-                            </ul>
-                        }.into_any()
-                    }
-                })
-            }}
-        </Transition>
+                            <li id=option_id(index) role="option" class="picker__option"
+                                class:picker__option--active=move || active.get() == index
+                                aria-selected=move || (active.get() == index).to_string()
+                                // Keeps focus in the input while the pointer picks.
+                                on:mousedown=|ev| ev.prevent_default()
+                                on:click=move |_| choose(chosen.clone())>
+                                <strong>{user.display_name.clone()}</strong>
+                                <span class="muted">" @"{user.username.clone()}</span>
+                            </li>
+                        }
+                    }).collect_view()
+                }}
+            </ul>
+        </div>
     }
 }
 
@@ -194,10 +280,10 @@ fn StartDialog(kind: Dialog, close: impl Fn() + Copy + Send + Sync + 'static) ->
     let me = chat.my_id();
     let open = {
         let navigate = navigate.clone();
-        move |channel_id: i64| {
-            chat.channels_stale.update(|n| *n += 1);
+        move |detail: ChannelDetail| {
+            chat.add_channel(ChannelSummary::from_detail(&detail, &chat.me.get_value()));
             close();
-            navigate(&format!("/c/{channel_id}"), Default::default());
+            navigate(&format!("/c/{}", detail.id), Default::default());
         }
     };
     let create = {
@@ -207,8 +293,10 @@ fn StartDialog(kind: Dialog, close: impl Fn() + Copy + Send + Sync + 'static) ->
             let (name, ids) = (name.clone(), ids.clone());
             async move {
                 match create_channel(name, ids).await {
-                    Ok(detail) => open(detail.id),
-                    Err(e) => error.set(Some(e.to_string())),
+                    Ok(detail) => open(detail),
+                    Err(e) => {
+                        let _ = error.try_set(Some(e.to_string()));
+                    }
                 }
             }
         })
@@ -218,8 +306,10 @@ fn StartDialog(kind: Dialog, close: impl Fn() + Copy + Send + Sync + 'static) ->
         let user_id = *user_id;
         async move {
             match open_direct(user_id).await {
-                Ok(detail) => open(detail.id),
-                Err(e) => error.set(Some(e.to_string())),
+                Ok(detail) => open(detail),
+                Err(e) => {
+                    let _ = error.try_set(Some(e.to_string()));
+                }
             }
         }
     });
@@ -232,22 +322,50 @@ fn StartDialog(kind: Dialog, close: impl Fn() + Copy + Send + Sync + 'static) ->
         Dialog::NewChannel => "New channel",
         Dialog::NewDirect => "New message",
     };
-    // Keyboard users land in the dialog's first field (`autofocus` works only once per page).
+    // A native modal dialog: the page behind is inert, Tab stays inside, Esc closes it, and
+    // focus returns to the button that opened it. Keyboard users land in its first field.
+    let dialog = NodeRef::<leptos::html::Dialog>::new();
     Effect::new(move |_| {
         use wasm_bindgen::JsCast;
-        if let Some(input) = document()
-            .query_selector(".dialog input")
-            .ok()
-            .flatten()
-            .and_then(|el| el.dyn_into::<web_sys::HtmlElement>().ok())
-        {
-            let _ = input.focus();
+        if let Some(el) = dialog.get() {
+            if !el.open() {
+                let _ = el.show_modal();
+            }
+            if let Some(input) = el
+                .query_selector("input")
+                .ok()
+                .flatten()
+                .and_then(|el| el.dyn_into::<web_sys::HtmlElement>().ok())
+            {
+                let _ = input.focus();
+            }
         }
     });
+    // Closing through the element lets the browser put focus back where it was.
+    let dismiss = move || match dialog.get_untracked() {
+        Some(el) => el.close(),
+        None => close(),
+    };
     view! {
-        <div class="overlay" on:click=move |_| close()></div>
-        <div class="dialog" role="dialog" aria-modal="true" aria-label=title
-            on:keydown=move |ev| if ev.key() == "Escape" { close() }>
+        <dialog node_ref=dialog class="dialog" aria-label=title
+            on:close=move |_| close()
+            // Chrome stops closing a modal dialog on Esc after some interactions inside it (a
+            // close-watcher anti-abuse rule), so Esc is handled here too; the picker marks an
+            // Esc it used to clear its search as handled.
+            on:keydown=move |ev| if ev.key() == "Escape" && !ev.default_prevented() {
+                ev.prevent_default();
+                dismiss();
+            }
+            // A click on the backdrop lands on the dialog element, outside its box.
+            on:click=move |ev| {
+                if let Some(el) = dialog.get_untracked() {
+                    let rect = el.get_bounding_client_rect();
+                    let (x, y) = (f64::from(ev.client_x()), f64::from(ev.client_y()));
+                    let outside = x < rect.left() || x > rect.right() || y < rect.top() || y > rect.bottom();
+                    // Keyboard "clicks" on buttons report 0,0; only real pointer positions count.
+                    if outside && (x, y) != (0.0, 0.0) { dismiss() }
+                }
+            }>
             <h2>{title}</h2>
             {match kind {
                 Dialog::NewChannel => view! {
@@ -275,7 +393,7 @@ fn StartDialog(kind: Dialog, close: impl Fn() + Copy + Send + Sync + 'static) ->
                         </ul>
                         {move || error.get().map(|e| view! { <p class="error-banner" role="alert">{e}</p> })}
                         <div class="dialog__buttons">
-                            <button class="button button--quiet" type="button" on:click=move |_| close()>"Cancel"</button>
+                            <button class="button button--quiet" type="button" on:click=move |_| dismiss()>"Cancel"</button>
                             <button class="button" type="submit">"Create channel"</button>
                         </div>
                     </form>
@@ -286,21 +404,25 @@ fn StartDialog(kind: Dialog, close: impl Fn() + Copy + Send + Sync + 'static) ->
                             pick=move |user| { direct.dispatch(user.id); } />
                         {move || error.get().map(|e| view! { <p class="error-banner" role="alert">{e}</p> })}
                         <div class="dialog__buttons">
-                            <button class="button button--quiet" type="button" on:click=move |_| close()>"Cancel"</button>
+                            <button class="button button--quiet" type="button" on:click=move |_| dismiss()>"Cancel"</button>
                         </div>
                     </div>
                 }.into_any(),
             }}
-        </div>
+        </dialog>
     }
 }
 
 /// Members with presence; the owner adds and removes, anyone leaves a group.
 #[component]
-pub fn MembersPanel(channel_id: i64) -> impl IntoView {
+pub fn MembersPanel(
+    channel_id: i64,
+    /// Hides the panel (its close button; on a phone it covers the conversation).
+    close: impl Fn() + Copy + Send + Sync + 'static,
+) -> impl IntoView {
     let chat = expect_context::<ChatClient>();
-    let navigate = use_navigate();
     let me = chat.my_id();
+    let confirm_leave = RwSignal::new(false);
     let error = RwSignal::new(None::<String>);
     let detail = move || chat.details.with(|d| d.get(&channel_id).cloned());
     let is_group = move || detail().is_some_and(|d| d.kind == ChannelKind::Group);
@@ -316,7 +438,9 @@ pub fn MembersPanel(channel_id: i64) -> impl IntoView {
         Ok(updated) => chat.details.update(|d| {
             d.insert(channel_id, updated);
         }),
-        Err(e) => error.set(Some(e.to_string())),
+        Err(e) => {
+            let _ = error.try_set(Some(e.to_string()));
+        }
     };
     let remove = Action::new(move |user_id: &i64| {
         let user_id = *user_id;
@@ -326,27 +450,28 @@ pub fn MembersPanel(channel_id: i64) -> impl IntoView {
         let user_id = *user_id;
         async move { show(add_member(channel_id, user_id).await) }
     });
-    let leave = Action::new(move |_: &()| {
-        let navigate = navigate.clone();
-        async move {
-            match leave_channel(channel_id).await {
-                Ok(()) => {
-                    chat.channels
-                        .update(|list| list.retain(|c| c.id != channel_id));
-                    navigate("/", Default::default());
-                }
-                Err(e) => error.set(Some(e.to_string())),
+    // On success the channel is forgotten and the page goes home (`OpenChannel`); this
+    // panel is gone by then, so only a failure touches its state.
+    let leave = move || {
+        leptos::task::spawn_local(async move {
+            if let Err(e) = chat.leave(channel_id).await {
+                let _ = error.try_set(Some(e.to_string()));
             }
-        }
-    });
+        });
+    };
     let member_ids = Signal::derive(move || {
         detail()
             .map(|d| d.members.iter().map(|m| m.user.id).collect())
             .unwrap_or_default()
     });
     view! {
-        <aside class="members" aria-label="Members">
-            <h2 class="members__title">"Members"</h2>
+        <aside class="members" id="members-panel" aria-label="Members">
+            <div class="members__top">
+                <h2 class="members__title">"Members"</h2>
+                <button class="button button--small button--quiet" aria-label="Close members" on:click=move |_| close()>
+                    "Close"
+                </button>
+            </div>
             <ul class="members__list">
                 {move || detail().map(|d| d.members.into_iter().map(|member| {
                     let user_id = member.user.id;
@@ -373,10 +498,17 @@ pub fn MembersPanel(channel_id: i64) -> impl IntoView {
             </Show>
             {move || error.get().map(|e| view! { <p class="error-banner" role="alert">{e}</p> })}
             <Show when=is_group>
-                <button class="button button--quiet members__leave" on:click=move |_| { leave.dispatch(()); }>
+                <button class="button button--quiet members__leave" on:click=move |_| confirm_leave.set(true)>
                     "Leave channel"
                 </button>
             </Show>
+            <ConfirmDialog
+                open=confirm_leave
+                title="Leave this channel?"
+                message="You will stop receiving its messages. A member can add you again."
+                confirm_label="Leave"
+                on_close=move || confirm_leave.set(false)
+                on_confirm=leave />
         </aside>
     }
 }

@@ -106,3 +106,39 @@ pub struct ChannelDetail {
     /// Owner first, then by display name.
     pub members: Vec<ChannelMember>,
 }
+
+impl ChannelSummary {
+    /// The list row for a channel the server just answered with (created, or a DM opened), so
+    /// the page can open it before the channel list is fetched again. Titles follow the
+    /// server's rule: the group's name, the other person's name, or my own for notes to self.
+    pub fn from_detail(detail: &ChannelDetail, me: &PublicUser) -> Self {
+        let mine = detail.members.iter().find(|m| m.user.id == me.id);
+        let peer = match detail.kind {
+            ChannelKind::Direct => detail
+                .members
+                .iter()
+                .find(|m| m.user.id != me.id)
+                .map(|m| m.user.clone()),
+            ChannelKind::Group => None,
+        };
+        let title = match (&detail.name, &peer) {
+            (Some(name), _) => name.clone(),
+            (None, Some(peer)) => peer.display_name.clone(),
+            (None, None) => me.display_name.clone(),
+        };
+        let last_read_seq = mine.map_or(detail.last_seq, |m| m.last_read_seq);
+        Self {
+            id: detail.id,
+            kind: detail.kind,
+            name: detail.name.clone(),
+            title,
+            peer,
+            role: mine.map_or(MemberRole::Member, |m| m.role),
+            last_seq: detail.last_seq,
+            last_read_seq,
+            unread_count: (detail.last_seq - last_read_seq).max(0),
+            last_message: None,
+            created_at: detail.created_at,
+        }
+    }
+}

@@ -34,13 +34,24 @@ impl ConnectionStatus {
     }
 }
 
+/// Where a message typed here stands until the server confirms it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum PendingState {
+    /// Queued or on its way.
+    Sending,
+    /// The server could not be reached: sent again, in order and with the same `client_id`,
+    /// once the connection is back.
+    WaitingForConnection,
+    /// Refused by the server (the reason); sent again only when the user says so.
+    Failed(String),
+}
+
 /// A message typed here and not yet confirmed by the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingMessage {
     pub client_id: String,
     pub body: String,
-    /// Why the last attempt failed; `None` while sending.
-    pub failed: Option<String>,
+    pub state: PendingState,
 }
 
 /// What the client holds of one channel's messages.
@@ -50,13 +61,26 @@ pub struct ChannelLog {
     pub pending: Vec<PendingMessage>,
     /// Older messages exist on the server beyond the oldest held.
     pub has_older: bool,
-    /// The newest page was loaded (only then can gaps be detected).
+    /// The held messages end before the channel's newest: the reader is looking at a stretch
+    /// further back (e.g. opened at the first unread). Live messages are then not added here,
+    /// so what is held stays one unbroken run of seqs; scrolling down pages the rest in.
+    pub has_newer: bool,
+    /// A window of messages was loaded (only then can gaps be detected).
     pub loaded: bool,
 }
 
 impl ChannelLog {
-    fn newest_seq(&self) -> i64 {
+    pub fn newest_seq(&self) -> i64 {
         self.messages.keys().next_back().copied().unwrap_or(0)
+    }
+
+    pub fn oldest_seq(&self) -> Option<i64> {
+        self.messages.keys().next().copied()
+    }
+
+    /// Whether the held messages reach the channel's newest (live messages extend them).
+    pub fn at_live_edge(&self) -> bool {
+        self.loaded && !self.has_newer
     }
 
     /// Merges messages by seq, replacing older copies.
@@ -98,11 +122,31 @@ pub struct ChatClient {
     /// Set while this tab signs out: the server then closes the socket with 4001, and the page
     /// navigates by itself (another tab's sign-out is what sends a page to the sign-in page).
     pub signing_out: StoredValue<bool>,
+    /// A one-line notice for the home view, e.g. after leaving or being removed from the
+    /// channel that was open.
+    pub notice: RwSignal<Option<String>>,
+    /// The newest message from someone else that arrived live, for screen readers (history
+    /// pages are never announced).
+    pub arrived: RwSignal<Option<Message>>,
+    /// The channel this tab is leaving on its own (its removal is then not "you were removed").
+    leaving: StoredValue<Option<i64>>,
+    /// Channels whose pending messages a sender task is delivering right now.
+    delivering: StoredValue<std::collections::HashSet<i64>>,
     outbox: StoredValue<Option<futures::channel::mpsc::UnboundedSender<ClientEvent>>>,
 }
 
 impl ChatClient {
     pub fn new(me: PublicUser, channels: Vec<ChannelSummary>) -> Self {
+        // This page holds a connection (or is about to): I am online from the first render,
+        // not only once a presence event about myself arrives.
+        let mut presence = HashMap::new();
+        presence.insert(
+            me.id,
+            PresenceInfo {
+                state: PresenceState::Online,
+                last_seen_at: None,
+            },
+        );
         Self {
             me: StoredValue::new(me),
             status: RwSignal::new(ConnectionStatus::Connecting),
@@ -110,14 +154,24 @@ impl ChatClient {
             logs: RwSignal::new(HashMap::new()),
             details: RwSignal::new(HashMap::new()),
             typing: RwSignal::new(HashMap::new()),
-            presence: RwSignal::new(HashMap::new()),
+            presence: RwSignal::new(presence),
             clock_skew: RwSignal::new(0),
             channels_stale: RwSignal::new(0),
             activity: RwSignal::new(ActivityState::Active),
             mounted: RwSignal::new(false),
             signing_out: StoredValue::new(false),
+            notice: RwSignal::new(None),
+            arrived: RwSignal::new(None),
+            leaving: StoredValue::new(None),
+            delivering: StoredValue::new(std::collections::HashSet::new()),
             outbox: StoredValue::new(None),
         }
+    }
+
+    /// False once the chat screen that owns this state is gone (e.g. after signing out): the
+    /// socket task then stops instead of touching disposed signals.
+    pub fn is_alive(&self) -> bool {
+        self.me.try_with_value(|_| ()).is_some()
     }
 
     pub fn my_id(&self) -> i64 {
@@ -144,11 +198,12 @@ impl ChatClient {
         }
     }
 
-    /// Where to resume each loaded channel from: its newest held seq.
+    /// Where to resume each loaded channel from: its newest held seq. A channel read further
+    /// back is left out: its newer messages are paged in as the reader scrolls.
     pub fn resume_cursors(&self) -> Vec<ChannelCursor> {
         self.logs.with_untracked(|logs| {
             logs.iter()
-                .filter(|(_, log)| log.loaded)
+                .filter(|(_, log)| log.at_live_edge())
                 .map(|(channel_id, log)| ChannelCursor {
                     channel_id: *channel_id,
                     after_seq: log.newest_seq(),
@@ -162,13 +217,274 @@ impl ChatClient {
             .with(|list| list.iter().find(|c| c.id == channel_id).cloned())
     }
 
-    /// Stores messages (a page or a send's answer) and updates the channel row.
+    /// [`Self::summary`] without subscribing the caller to changes.
+    pub fn summary_untracked(&self, channel_id: i64) -> Option<ChannelSummary> {
+        self.channels
+            .with_untracked(|list| list.iter().find(|c| c.id == channel_id).cloned())
+    }
+
+    /// Whether I am a member of `channel_id` as far as this page knows.
+    pub fn is_member(&self, channel_id: i64) -> bool {
+        self.channels
+            .with(|list| list.iter().any(|c| c.id == channel_id))
+    }
+
+    /// Adds a channel I just created or opened, so it can be shown before the list is fetched
+    /// again.
+    pub fn add_channel(&self, summary: ChannelSummary) {
+        self.channels.update(|list| {
+            if !list.iter().any(|c| c.id == summary.id) {
+                list.insert(0, summary);
+            }
+        });
+        self.channels_stale.update(|n| *n += 1);
+    }
+
+    /// Stores messages (a send's answer, or a live or replayed one) and updates the channel
+    /// row. The log keeps them only while it holds the channel's newest messages.
     pub fn add_messages(&self, channel_id: i64, messages: Vec<Message>) {
         if let Some(newest) = messages.iter().max_by_key(|m| m.seq).cloned() {
             self.note_message(&newest);
         }
-        self.logs
-            .update(|logs| logs.entry(channel_id).or_default().merge(messages));
+        self.logs.update(|logs| {
+            let log = logs.entry(channel_id).or_default();
+            if log.has_newer {
+                // Sent from here while reading further back: confirmed, but not shown until
+                // the reader reaches it.
+                for message in &messages {
+                    log.pending.retain(|p| p.client_id != message.client_id);
+                }
+            } else {
+                log.merge(messages);
+            }
+        });
+    }
+
+    /// Replaces what is held of a channel with one unbroken run of messages: the newest page
+    /// (`has_newer` false) or a stretch further back (`has_newer` true).
+    pub fn replace_window(&self, channel_id: i64, messages: Vec<Message>, has_newer: bool) {
+        if !has_newer && let Some(newest) = messages.iter().max_by_key(|m| m.seq).cloned() {
+            self.note_message(&newest);
+        }
+        self.logs.update(|logs| {
+            let log = logs.entry(channel_id).or_default();
+            log.messages.clear();
+            log.merge(messages);
+            // Seqs have no gaps, so anything after 1 means older messages exist.
+            log.has_older = log.oldest_seq().is_some_and(|oldest| oldest > 1);
+            log.has_newer = has_newer;
+            log.loaded = true;
+        });
+    }
+
+    /// Adds a page of older messages above what is held.
+    pub fn prepend_older(&self, channel_id: i64, messages: Vec<Message>) {
+        self.logs.update(|logs| {
+            let log = logs.entry(channel_id).or_default();
+            log.merge(messages);
+            log.has_older = log.oldest_seq().is_some_and(|oldest| oldest > 1);
+        });
+    }
+
+    /// Adds a page of newer messages below what is held; `has_more` false means the page
+    /// reached the channel's newest, and live messages extend the log from then on.
+    pub fn append_newer(&self, channel_id: i64, messages: Vec<Message>, has_more: bool) {
+        self.logs.update(|logs| {
+            let log = logs.entry(channel_id).or_default();
+            log.merge(messages);
+            log.has_newer = has_more;
+        });
+        if !has_more {
+            // Whatever arrived live while the reader was further back.
+            let after_seq = self
+                .logs
+                .with_untracked(|logs| logs.get(&channel_id).map_or(0, ChannelLog::newest_seq));
+            self.send(ClientEvent::Subscribe {
+                channel_id,
+                after_seq,
+            });
+        }
+    }
+
+    /// A channel was renamed here: its list row and details follow at once.
+    pub fn rename_channel(&self, detail: &ChannelDetail) {
+        self.channels.update(|list| {
+            if let Some(row) = list.iter_mut().find(|c| c.id == detail.id) {
+                row.name = detail.name.clone();
+                if let Some(name) = &detail.name {
+                    row.title = name.clone();
+                }
+            }
+        });
+        self.details.update(|details| {
+            details.insert(detail.id, detail.clone());
+        });
+    }
+
+    /// Forgets a channel I am no longer in, leaving a notice for the home view.
+    pub fn forget_channel(&self, channel_id: i64) {
+        let title = self
+            .summary_untracked(channel_id)
+            .map(|c| c.title)
+            .unwrap_or_else(|| "the channel".to_owned());
+        let left_myself = self.leaving.get_value() == Some(channel_id);
+        self.leaving.set_value(None);
+        self.notice.set(Some(if left_myself {
+            format!("You left {title}.")
+        } else {
+            format!("You were removed from {title}.")
+        }));
+        self.channels
+            .update(|list| list.retain(|c| c.id != channel_id));
+        self.details.update(|details| {
+            details.remove(&channel_id);
+        });
+        self.logs.update(|logs| {
+            logs.remove(&channel_id);
+        });
+    }
+
+    /// Leaves a group: the channel is forgotten once the server agrees.
+    pub async fn leave(&self, channel_id: i64) -> Result<(), crate::error::ApiError> {
+        self.leaving.set_value(Some(channel_id));
+        match crate::channels::api::leave_channel(channel_id).await {
+            Ok(()) => {
+                // The `member_removed` event may have done it already.
+                if self
+                    .channels
+                    .with_untracked(|l| l.iter().any(|c| c.id == channel_id))
+                {
+                    self.forget_channel(channel_id);
+                }
+                Ok(())
+            }
+            Err(error) => {
+                self.leaving.set_value(None);
+                Err(error)
+            }
+        }
+    }
+
+    /// Shows a message as sending at once and delivers it after any sent before it.
+    pub fn submit(&self, channel_id: i64, client_id: String, body: String) {
+        self.logs.update(|logs| {
+            let log = logs.entry(channel_id).or_default();
+            // Behind messages that wait for the connection, so the order typed is kept.
+            let state = if log
+                .pending
+                .iter()
+                .any(|p| p.state == PendingState::WaitingForConnection)
+            {
+                PendingState::WaitingForConnection
+            } else {
+                PendingState::Sending
+            };
+            log.pending.push(PendingMessage {
+                client_id,
+                body,
+                state,
+            });
+        });
+        self.deliver_pending(channel_id);
+    }
+
+    /// Sends a refused message again, with its original `client_id`.
+    pub fn retry(&self, channel_id: i64, client_id: &str) {
+        self.set_pending_state(channel_id, client_id, PendingState::Sending);
+        self.deliver_pending(channel_id);
+    }
+
+    /// The connection is back: messages that waited for it go out, in the order typed.
+    pub fn resend_waiting(&self) {
+        let channels: Vec<i64> = self.logs.with_untracked(|logs| {
+            logs.iter()
+                .filter(|(_, log)| {
+                    log.pending
+                        .iter()
+                        .any(|p| p.state == PendingState::WaitingForConnection)
+                })
+                .map(|(id, _)| *id)
+                .collect()
+        });
+        for channel_id in channels {
+            self.logs.update(|logs| {
+                if let Some(log) = logs.get_mut(&channel_id) {
+                    for pending in &mut log.pending {
+                        if pending.state == PendingState::WaitingForConnection {
+                            pending.state = PendingState::Sending;
+                        }
+                    }
+                }
+            });
+            self.deliver_pending(channel_id);
+        }
+    }
+
+    fn set_pending_state(&self, channel_id: i64, client_id: &str, state: PendingState) {
+        self.logs.update(|logs| {
+            if let Some(pending) = logs
+                .get_mut(&channel_id)
+                .and_then(|log| log.pending.iter_mut().find(|p| p.client_id == client_id))
+            {
+                pending.state = state;
+            }
+        });
+    }
+
+    /// One sender task per channel delivers its `Sending` messages one at a time, oldest
+    /// first, so the server stores them in the order they were typed.
+    fn deliver_pending(&self, channel_id: i64) {
+        let already = self
+            .delivering
+            .try_update_value(|busy| !busy.insert(channel_id))
+            .unwrap_or(true);
+        if already {
+            return;
+        }
+        let client = *self;
+        leptos::task::spawn_local(async move {
+            loop {
+                let next = client.logs.with_untracked(|logs| {
+                    logs.get(&channel_id).and_then(|log| {
+                        log.pending
+                            .iter()
+                            .find(|p| p.state == PendingState::Sending)
+                            .cloned()
+                    })
+                });
+                let Some(pending) = next else { break };
+                let sent = crate::messages::api::send_message(
+                    channel_id,
+                    pending.client_id.clone(),
+                    pending.body.clone(),
+                )
+                .await;
+                match sent {
+                    Ok(message) => client.add_messages(channel_id, vec![message]),
+                    Err(crate::error::ApiError::Unavailable { .. }) => {
+                        // No connection: this and every later one wait for it, in order.
+                        client.logs.update(|logs| {
+                            if let Some(log) = logs.get_mut(&channel_id) {
+                                for p in &mut log.pending {
+                                    if p.state == PendingState::Sending {
+                                        p.state = PendingState::WaitingForConnection;
+                                    }
+                                }
+                            }
+                        });
+                        break;
+                    }
+                    Err(error) => client.set_pending_state(
+                        channel_id,
+                        &pending.client_id,
+                        PendingState::Failed(error.to_string()),
+                    ),
+                }
+            }
+            client.delivering.update_value(|busy| {
+                busy.remove(&channel_id);
+            });
+        });
     }
 
     /// Moves my read pointer (after `read/mark` answered).
@@ -238,7 +554,8 @@ impl ChatClient {
         });
     }
 
-    fn replace_message(&self, message: Message) {
+    /// Puts an edited or deleted message in place, in the log and in the channel's preview.
+    pub fn replace_message(&self, message: Message) {
         self.channels.update(|list| {
             if let Some(row) = list.iter_mut().find(|c| c.id == message.channel_id)
                 && let Some(preview) = row.last_message.as_mut().filter(|p| p.seq == message.seq)
@@ -269,15 +586,19 @@ impl ChatClient {
                 // Unread counts and previews may have moved while disconnected.
                 self.channels_stale.update(|n| *n += 1);
                 self.refresh_loaded_channels();
+                self.resend_waiting();
             }
             ServerEvent::MessageCreated { message } => {
                 let channel_id = message.channel_id;
                 let gap_after = self.logs.with_untracked(|logs| {
                     logs.get(&channel_id).and_then(|log| {
                         let newest = log.newest_seq();
-                        (log.loaded && message.seq > newest + 1).then_some(newest)
+                        (log.at_live_edge() && message.seq > newest + 1).then_some(newest)
                     })
                 });
+                if message.sender_id != self.my_id() {
+                    self.arrived.set(Some(message.clone()));
+                }
                 self.add_messages(channel_id, vec![message]);
                 if let Some(after_seq) = gap_after {
                     self.send(ClientEvent::Subscribe {
@@ -345,14 +666,12 @@ impl ChatClient {
                 user_id,
             } => {
                 if user_id == self.my_id() {
-                    self.channels
-                        .update(|list| list.retain(|c| c.id != channel_id));
-                    self.details.update(|details| {
-                        details.remove(&channel_id);
-                    });
-                    self.logs.update(|logs| {
-                        logs.remove(&channel_id);
-                    });
+                    if self
+                        .channels
+                        .with_untracked(|l| l.iter().any(|c| c.id == channel_id))
+                    {
+                        self.forget_channel(channel_id);
+                    }
                 } else {
                     self.details.update(|details| {
                         if let Some(detail) = details.get_mut(&channel_id) {
@@ -396,15 +715,28 @@ impl ChatClient {
         let channels: Vec<i64> = self.details.with_untracked(|d| d.keys().copied().collect());
         leptos::task::spawn_local(async move {
             for channel_id in channels {
+                // Left or removed meanwhile: nothing to refresh, and asking would be refused.
+                if !client
+                    .channels
+                    .with_untracked(|l| l.iter().any(|c| c.id == channel_id))
+                {
+                    continue;
+                }
                 if let Ok(detail) = crate::channels::api::get_channel(channel_id).await {
                     client.details.update(|d| {
                         d.insert(channel_id, detail);
                     });
                 }
+                let live = client.logs.with_untracked(|logs| {
+                    logs.get(&channel_id).is_some_and(ChannelLog::at_live_edge)
+                });
+                if !live {
+                    continue;
+                }
                 let newest = crate::messages::api::list_messages(channel_id, None, None, Some(50));
                 if let Ok(page) = newest.await {
                     client.logs.update(|logs| {
-                        if let Some(log) = logs.get_mut(&channel_id) {
+                        if let Some(log) = logs.get_mut(&channel_id).filter(|l| !l.has_newer) {
                             log.merge(page.messages);
                         }
                     });

@@ -1,22 +1,36 @@
 //! The browser's WebSocket: connects to `/ws` with the session cookie, feeds server events to
 //! the [`ChatClient`], sends queued client events, and reconnects with exponential backoff and
 //! jitter (the first event after reconnecting, `hello`, makes the client resume by seq).
+//!
+//! A connection can die without either end being told (Wi-Fi drops, a laptop sleeps, a proxy
+//! forgets the flow): the socket then still looks open. So the client pings every
+//! [`PING_EVERY_MS`] and gives the connection up when nothing at all has arrived
+//! [`PONG_WITHIN_MS`] after a ping; it also drops the socket as soon as the browser says it
+//! went offline, and reconnects at once when it says it is back online.
 
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt};
 use gloo_net::websocket::futures::WebSocket;
 use gloo_net::websocket::{Message, WebSocketError};
 use leptos::prelude::{GetValue, Set};
 
-use super::client::{ChatClient, ConnectionStatus};
+use super::client::{ChatClient, ConnectionStatus, now_ms};
 use super::protocol::{ClientEvent, ServerEvent, close_code};
 use crate::error::ApiError;
 
 const FIRST_RETRY_MS: f64 = 500.0;
 const MAX_RETRY_MS: f64 = 15_000.0;
+/// How often the client checks the connection's pulse.
+const TICK_MS: u32 = 1_000;
+/// A ping goes out when the last one is this old (docs/PROTOCOL.md, "Liveness").
+pub const PING_EVERY_MS: i64 = 10_000;
+/// A connection that stays silent this long after a ping is dead.
+pub const PONG_WITHIN_MS: i64 = 5_000;
 
-enum Traffic {
-    Incoming(Option<Result<Message, gloo_net::websocket::WebSocketError>>),
-    Outgoing(ClientEvent),
+/// What the browser says about the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Network {
+    Offline,
+    Online,
 }
 
 fn socket_url() -> Option<String> {
@@ -35,64 +49,54 @@ fn go_to_sign_in() {
     }
 }
 
+fn browser_online() -> bool {
+    web_sys::window().is_none_or(|w| w.navigator().on_line())
+}
+
+/// The browser's `online`/`offline` events, as a stream for the life of the page. Bounded: a
+/// flapping network drops the surplus, and the newest state is what matters anyway.
+fn network_changes() -> futures::channel::mpsc::Receiver<Network> {
+    let (sender, receiver) = futures::channel::mpsc::channel::<Network>(4);
+    for (name, change) in [("offline", Network::Offline), ("online", Network::Online)] {
+        // `try_send` needs `&mut`; the listener is a `Fn`, so each call sends through a clone.
+        let sender = sender.clone();
+        // Kept for the life of the page, like the socket task itself.
+        std::mem::forget(leptos::prelude::window_event_listener_untyped(
+            name,
+            move |_| {
+                let _ = sender.clone().try_send(change);
+            },
+        ));
+    }
+    receiver
+}
+
+/// How one connection ended.
+enum Ended {
+    /// Lost, refused or found dead: reconnect.
+    Lost,
+    /// This session was signed out: never reconnect.
+    SignedOut,
+    /// The chat screen is gone (signed out in this tab): nothing left to serve.
+    Closed,
+}
+
 /// Connects and stays connected for the life of the page.
 pub async fn run(client: ChatClient) {
+    let mut network = network_changes();
     let mut failures: i32 = 0;
     loop {
-        if let Some(url) = socket_url()
+        if browser_online()
+            && let Some(url) = socket_url()
             && let Ok(socket) = WebSocket::open(&url)
         {
-            let (mut sink, stream) = socket.split();
-            let (outbox, queued) = futures::channel::mpsc::unbounded::<ClientEvent>();
-            client.set_outbox(Some(outbox));
-            let incoming = stream.map(|frame| Traffic::Incoming(Some(frame)));
-            let outgoing = queued.map(Traffic::Outgoing);
-            let mut traffic = futures::stream::select(
-                incoming.chain(futures::stream::once(futures::future::ready(
-                    Traffic::Incoming(None),
-                ))),
-                outgoing,
-            );
-            while let Some(item) = traffic.next().await {
-                match item {
-                    Traffic::Incoming(Some(Ok(Message::Text(text)))) => {
-                        match serde_json::from_str::<ServerEvent>(&text) {
-                            Ok(event) => {
-                                if matches!(event, ServerEvent::Hello { .. }) {
-                                    failures = 0;
-                                }
-                                client.apply(event);
-                            }
-                            Err(error) => {
-                                leptos::logging::warn!("unreadable server event: {error}")
-                            }
-                        }
-                    }
-                    Traffic::Incoming(Some(Ok(Message::Bytes(_)))) => {}
-                    Traffic::Incoming(Some(Err(WebSocketError::ConnectionClose(close))))
-                        if close.code == close_code::SIGNED_OUT =>
-                    {
-                        // This session was signed out: reconnecting would be refused. When
-                        // another tab did it, go to the sign-in page; when this one did, it
-                        // is navigating already (a second navigation could cancel the first).
-                        client.set_outbox(None);
-                        if !client.signing_out.get_value() {
-                            go_to_sign_in();
-                        }
-                        return;
-                    }
-                    Traffic::Incoming(Some(Err(_)) | None) => break,
-                    Traffic::Outgoing(event) => {
-                        let Ok(text) = serde_json::to_string(&event) else {
-                            continue;
-                        };
-                        if sink.send(Message::Text(text)).await.is_err() {
-                            break;
-                        }
-                    }
-                }
+            match serve(client, socket, &mut network, &mut failures).await {
+                Ended::SignedOut | Ended::Closed => return,
+                Ended::Lost => {}
             }
-            client.set_outbox(None);
+        }
+        if !client.is_alive() {
+            return;
         }
         client.status.set(ConnectionStatus::Reconnecting);
         failures = failures.saturating_add(1);
@@ -100,6 +104,7 @@ pub async fn run(client: ChatClient) {
         // the session still exists: if not (it expired, or was signed out while this page was
         // offline), retrying is pointless.
         if failures > 1
+            && browser_online()
             && let Err(ApiError::Unauthorized { .. }) = crate::auth::api::me().await
         {
             go_to_sign_in();
@@ -109,6 +114,107 @@ pub async fn run(client: ChatClient) {
         // Full jitter between half and all of the backoff spreads a crowd of reconnecting tabs.
         let delay = backoff * (0.5 + js_sys::Math::random() * 0.5);
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        gloo_timers::future::TimeoutFuture::new(delay as u32).await;
+        let mut wait = gloo_timers::future::TimeoutFuture::new(delay as u32).fuse();
+        // Back online cuts the wait short; offline makes it last until then (or the timer,
+        // in case the browser's events are not to be trusted).
+        loop {
+            futures::select! {
+                () = wait => break,
+                change = network.next() => if change == Some(Network::Online) {
+                    failures = 0;
+                    break;
+                },
+            }
+        }
     }
+}
+
+/// Serves one open socket until it closes, dies, or the browser goes offline.
+async fn serve(
+    client: ChatClient,
+    socket: WebSocket,
+    network: &mut futures::channel::mpsc::Receiver<Network>,
+    failures: &mut i32,
+) -> Ended {
+    let (mut sink, stream) = socket.split();
+    let mut incoming = stream.fuse();
+    let (outbox, mut queued) = futures::channel::mpsc::unbounded::<ClientEvent>();
+    client.set_outbox(Some(outbox));
+    let mut ticks = gloo_timers::future::IntervalStream::new(TICK_MS).fuse();
+    let mut last_ping_at = now_ms();
+    // When the ping nothing has answered yet went out.
+    let mut unanswered_since: Option<i64> = None;
+    let mut pings: u64 = 0;
+    let ended = loop {
+        futures::select! {
+            frame = incoming.next() => {
+                if !client.is_alive() {
+                    break Ended::Closed;
+                }
+                // Anything at all from the server proves the connection alive.
+                unanswered_since = None;
+                match frame {
+                    Some(Ok(Message::Text(text))) => match serde_json::from_str::<ServerEvent>(&text) {
+                        Ok(event) => {
+                            if matches!(event, ServerEvent::Hello { .. }) {
+                                *failures = 0;
+                            }
+                            client.apply(event);
+                        }
+                        Err(error) => leptos::logging::warn!("unreadable server event: {error}"),
+                    },
+                    Some(Ok(Message::Bytes(_))) => {}
+                    Some(Err(WebSocketError::ConnectionClose(close)))
+                        if close.code == close_code::SIGNED_OUT =>
+                    {
+                        // This session was signed out: reconnecting would be refused. When
+                        // another tab did it, go to the sign-in page; when this one did, it
+                        // is navigating already (a second navigation could cancel the first).
+                        client.set_outbox(None);
+                        if !client.signing_out.try_get_value().unwrap_or(true) {
+                            go_to_sign_in();
+                        }
+                        return Ended::SignedOut;
+                    }
+                    Some(Err(_)) | None => break Ended::Lost,
+                }
+            }
+            event = queued.next() => {
+                let Some(event) = event else { continue };
+                let Ok(text) = serde_json::to_string(&event) else { continue };
+                if sink.send(Message::Text(text)).await.is_err() {
+                    break Ended::Lost;
+                }
+            }
+            _ = ticks.next() => {
+                if !client.is_alive() {
+                    break Ended::Closed;
+                }
+                let now = now_ms();
+                if unanswered_since.is_some_and(|since| now - since > PONG_WITHIN_MS) {
+                    leptos::logging::log!("no answer to a ping: reconnecting");
+                    break Ended::Lost;
+                }
+                if unanswered_since.is_none() && now - last_ping_at >= PING_EVERY_MS {
+                    pings += 1;
+                    let ping = ClientEvent::Ping { nonce: Some(pings.to_string()) };
+                    let Ok(text) = serde_json::to_string(&ping) else { continue };
+                    if sink.send(Message::Text(text)).await.is_err() {
+                        break Ended::Lost;
+                    }
+                    last_ping_at = now;
+                    unanswered_since = Some(now);
+                }
+                // Sends that found no connection go again while this one looks healthy.
+                client.resend_waiting();
+            }
+            change = network.next() => if change == Some(Network::Offline) {
+                break Ended::Lost;
+            },
+        }
+    };
+    client.set_outbox(None);
+    // Closing says goodbye when the server can still hear it; dropping frees the socket.
+    let _ = sink.close().await;
+    ended
 }

@@ -1,18 +1,19 @@
 //! The HTML shell, the router, and the chat screen's frame: sidebar, open channel, connection
 //! banner, and activity (away) tracking.
 
+pub mod dialog;
 pub mod format;
 
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::components::{A, Outlet, ParentRoute, Redirect, Route, Router, Routes};
-use leptos_router::hooks::use_params_map;
+use leptos_router::hooks::{use_navigate, use_params_map};
 use leptos_router::{SsrMode, path};
 
 use crate::auth::api::me;
 use crate::auth::pages::{LoginPage, SignupPage};
 use crate::channels::api::list_channels;
-use crate::channels::components::Sidebar;
+use crate::channels::components::{Sidebar, current_channel};
 use crate::error::ApiError;
 use crate::messages::components::ChannelView;
 use crate::realtime::client::{ChatClient, ConnectionStatus};
@@ -30,6 +31,11 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta charset="utf-8" />
                 <meta name="viewport" content="width=device-width, initial-scale=1" />
                 <meta name="color-scheme" content="light dark" />
+                <meta name="theme-color" content="#2457d6" />
+                <link rel="icon" href="/favicon.ico" sizes="32x32" />
+                <link rel="icon" href="/favicon.svg" type="image/svg+xml" />
+                <link rel="apple-touch-icon" href="/icon-192.png" />
+                <link rel="manifest" href="/manifest.webmanifest" />
                 <AutoReload options=options.clone() />
                 <HydrationScripts options />
                 <MetaTags />
@@ -146,11 +152,37 @@ fn ChatFrame(chat: ChatClient) -> impl IntoView {
             });
         }
     });
+    let open_channel = current_channel();
+    let unread_total = move || {
+        chat.channels
+            .with(|list| list.iter().map(|c| c.unread_count.max(0)).sum::<i64>())
+    };
     view! {
+        <Title text=move || match unread_total() {
+            0 => "DealNest Chat".to_owned(),
+            n => format!("({n}) DealNest Chat"),
+        } />
+        <a class="skip-link" href="#main">"Skip to conversation"</a>
         <ConnectionBanner chat />
-        <div class="chat">
+        <Notice chat />
+        // On a phone one pane shows at a time: the list, or the open conversation.
+        <div class=move || if open_channel.get().is_some() { "chat chat--open" } else { "chat" }>
             <Sidebar />
-            <Outlet />
+            <main id="main" class="chat__main" tabindex="-1">
+                <Outlet />
+            </main>
+        </div>
+    }
+}
+
+/// A passing notice, such as "You left Deal room.", until dismissed.
+#[component]
+fn Notice(chat: ChatClient) -> impl IntoView {
+    view! {
+        <div class="notice" role="status" data-testid="notice" hidden=move || chat.notice.get().is_none()>
+            <span>{move || chat.notice.get()}</span>
+            <button class="button button--small button--quiet" aria-label="Dismiss notice"
+                on:click=move |_| chat.notice.set(None)>"Dismiss"</button>
         </div>
     }
 }
@@ -214,20 +246,45 @@ fn NoChannelOpen() -> impl IntoView {
     }
 }
 
+/// `/c/{id}`: the channel if I am a member; otherwise a page saying it cannot be shown. When I
+/// leave or am removed while it is open, the page goes home, where a notice says why.
 #[component]
 fn OpenChannel() -> impl IntoView {
+    let chat = expect_context::<ChatClient>();
     let params = use_params_map();
-    let channel_id = move || {
+    let navigate = use_navigate();
+    let channel_id = Memo::new(move |_| {
         params
             .read()
             .get("id")
             .and_then(|id| id.parse::<i64>().ok())
-    };
+    });
+    let member = Memo::new(move |_| channel_id.get().is_some_and(|id| chat.is_member(id)));
+    Effect::new(move |previous: Option<(Option<i64>, bool)>| {
+        let now = (channel_id.get(), member.get());
+        if let Some((id, true)) = previous
+            && now == (id, false)
+        {
+            navigate("/", Default::default());
+        }
+        now
+    });
     view! {
-        {move || match channel_id() {
-            Some(channel_id) => view! { <ChannelView channel_id /> }.into_any(),
-            None => view! { <NoChannelOpen /> }.into_any(),
+        {move || match (channel_id.get(), member.get()) {
+            (Some(channel_id), true) => view! { <ChannelView channel_id /> }.into_any(),
+            _ => view! { <ChannelMissing /> }.into_any(),
         }}
+    }
+}
+
+#[component]
+fn ChannelMissing() -> impl IntoView {
+    view! {
+        <section class="channel channel--empty" data-testid="channel-missing">
+            <h1>"Conversation not found"</h1>
+            <p class="muted">"It does not exist, or you are not a member of it."</p>
+            <p><A href="/">"Back to your conversations"</A></p>
+        </section>
     }
 }
 

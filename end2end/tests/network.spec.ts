@@ -1,0 +1,64 @@
+import { expect, test } from './fixtures';
+import { channelLink, createChannel, hydrated, messages, newUser, runId, send } from './helpers';
+
+// The client pings every 10 s and gives a connection up 5 s after an unanswered ping
+// (docs/PROTOCOL.md, "Liveness"): a silently dead socket shows the banner within 16 s.
+const DEAD_SOCKET_NOTICED_MS = 16_000;
+
+test('a socket that goes silent is noticed, and the page reconnects and catches up', async ({ browser }) => {
+  test.setTimeout(60_000);
+  const ann = await newUser(browser, `Pinger${runId}`);
+  const bob = await newUser(browser, `Silent${runId}`);
+  const channelId = await createChannel(ann.page, 'Heartbeat', [bob.username]);
+
+  // Bob's socket goes through a relay that can stop passing frames either way, as a dead
+  // Wi-Fi link would: the browser's socket stays "open".
+  let cut = false;
+  await bob.page.routeWebSocket(/\/ws$/, (ws) => {
+    const server = ws.connectToServer();
+    ws.onMessage((frame) => {
+      if (!cut) server.send(frame);
+    });
+    server.onMessage((frame) => {
+      if (!cut) ws.send(frame);
+    });
+  });
+  await bob.page.reload();
+  await hydrated(bob.page);
+  await channelLink(bob.page, channelId).click();
+  await expect(bob.page.getByTestId('connection-banner')).toHaveAttribute('data-status', 'connected');
+
+  cut = true;
+  await send(ann.page, 'sent while the link was dead');
+  await expect(bob.page.getByTestId('connection-banner')).toBeVisible({ timeout: DEAD_SOCKET_NOTICED_MS });
+  cut = false;
+  await expect(bob.page.getByTestId('connection-banner')).toBeHidden({ timeout: 20_000 });
+  await expect(messages(bob.page).getByText('sent while the link was dead')).toHaveCount(1);
+  await ann.context.close();
+  await bob.context.close();
+});
+
+test('offline: banner at once, sends wait and go out once, in order, when back online', async ({ browser, allowConsoleErrors }) => {
+  allowConsoleErrors(/ERR_INTERNET_DISCONNECTED/);
+  const ann = await newUser(browser, `Roamer${runId}`);
+  const bob = await newUser(browser, `Watcher${runId}`);
+  const channelId = await createChannel(ann.page, 'Train tunnel', [bob.username]);
+  await channelLink(bob.page, channelId).click();
+
+  await ann.context.setOffline(true);
+  await expect(ann.page.getByTestId('connection-banner')).toBeVisible({ timeout: 3_000 });
+  await send(ann.page, 'first from the tunnel');
+  await send(ann.page, 'second from the tunnel');
+  await expect(messages(ann.page).getByTestId('waiting')).toHaveCount(2);
+
+  await ann.context.setOffline(false);
+  await expect(ann.page.getByTestId('connection-banner')).toBeHidden({ timeout: 10_000 });
+  const bobLog = messages(bob.page);
+  await expect(bobLog.getByText('second from the tunnel')).toHaveCount(1);
+  await expect(bobLog.getByText('first from the tunnel')).toHaveCount(1);
+  const order = await bobLog.locator('article[data-seq] .message__body').allTextContents();
+  expect(order.slice(-2)).toEqual(['first from the tunnel', 'second from the tunnel']);
+  await expect(messages(ann.page).locator('[data-pending]')).toHaveCount(0);
+  await ann.context.close();
+  await bob.context.close();
+});
