@@ -5,8 +5,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CARGO_LEPTOS_VERSION=0.3.10 # 0.3.11 needs a newer rustc than this toolchain
+# Debian's binaryen (v108) makes a WASM bundle that never hydrates; npm's is current.
+BINARYEN_VERSION=132
 with_test_tools=false
-[[ "${1:-}" == "--test" ]] && with_test_tools=true
+with_release_tools=false
+for arg in "$@"; do
+  case "$arg" in
+    --test) with_test_tools=true ;;
+    --release) with_release_tools=true ;;
+    *) echo "setup.sh: unknown option $arg (use --test and/or --release)" >&2; exit 2 ;;
+  esac
+done
 
 step() { printf '\033[1;34m==>\033[0m %s\n' "$*"; }
 
@@ -48,5 +57,15 @@ if $with_test_tools; then
     [[ end2end/package-lock.json -nt end2end/node_modules/.package-lock.json ]]; then
     step "installing Playwright (no browser download: tests use /usr/bin/chromium)"
     (cd end2end && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund)
+  fi
+fi
+
+if $with_release_tools; then
+  # Release builds run wasm-opt from PATH; scripts/run.sh --release puts this one first.
+  tools=target/tools/binaryen
+  if ! "$tools/node_modules/.bin/wasm-opt" --version 2>/dev/null | grep -q "version $BINARYEN_VERSION"; then
+    step "installing wasm-opt (npm binaryen@$BINARYEN_VERSION) into $tools"
+    mkdir -p "$tools"
+    npm install --prefix "$tools" --no-audit --no-fund --no-save "binaryen@$BINARYEN_VERSION"
   fi
 fi

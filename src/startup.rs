@@ -9,8 +9,10 @@ use app::server::{AppConfig, AppState, Database, SqliteDb, StoreError};
 use app::{App, shell};
 use axum::Router;
 use axum::extract::State;
+use axum::http::HeaderValue;
 use axum::http::StatusCode;
 use axum::http::Uri;
+use axum::http::header::CACHE_CONTROL;
 use axum::response::IntoResponse;
 use axum::routing::{any, get};
 use axum::serve::ListenerExt;
@@ -18,8 +20,13 @@ use leptos::config::LeptosOptions;
 use leptos::prelude::provide_context;
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use tokio::net::TcpListener;
+use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
+use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate};
 use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::services::ServeDir;
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 /// Largest request body accepted (the biggest valid request, a 1000-member channel, is ~10 KiB).
@@ -45,11 +52,47 @@ pub async fn open_database(database_url: &str) -> Result<Arc<dyn Database>, Star
     Ok(Arc::new(SqliteDb::connect(database_url).await?))
 }
 
-/// Leptos options from the environment cargo-leptos sets (defaults otherwise).
+/// Leptos options from the environment cargo-leptos sets (defaults otherwise). A binary run
+/// directly (not by `cargo leptos serve`) finds out about hashed bundle names from the hash
+/// file cargo-leptos wrote beside it.
 pub fn leptos_options() -> Result<LeptosOptions, StartupError> {
-    leptos::config::get_configuration(None)
+    let mut options = leptos::config::get_configuration(None)
         .map(|conf| conf.leptos_options)
-        .map_err(|e| StartupError::Leptos(e.to_string()))
+        .map_err(|e| StartupError::Leptos(e.to_string()))?;
+    if std::env::var_os("LEPTOS_HASH_FILES").is_none() {
+        options.hash_files = std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(|dir| dir.join(options.hash_file.as_ref())))
+            .is_some_and(|hash_file| hash_file.exists());
+    }
+    Ok(options)
+}
+
+/// `/pkg`: the JS, WASM and CSS bundles. With hashed names each file's content never changes,
+/// so browsers may keep it for a year without asking again. Release builds ship brotli and gzip
+/// copies beside each file (`cargo leptos build --release --precompress`), served to browsers
+/// that accept them.
+fn bundle_service(options: &LeptosOptions) -> Router<AppState> {
+    let dir = std::path::Path::new(options.site_root.as_ref()).join(options.site_pkg_dir.as_ref());
+    let cache_control = if options.hash_files {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-cache"
+    };
+    Router::new().fallback_service(
+        ServiceBuilder::new()
+            // Only a file found may be kept: a 404 must not be cached for a year.
+            .layer(SetResponseHeaderLayer::overriding(
+                CACHE_CONTROL,
+                move |response: &axum::response::Response<_>| {
+                    response
+                        .status()
+                        .is_success()
+                        .then(|| HeaderValue::from_static(cache_control))
+                },
+            ))
+            .service(ServeDir::new(dir).precompressed_br().precompressed_gzip()),
+    )
 }
 
 pub async fn build_state(
@@ -71,6 +114,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ws", get(app::realtime::ws::upgrade))
         // Server functions are registered at exact paths; anything else under /api is a typed 404.
         .route("/api/{*rest}", any(unknown_endpoint))
+        .nest("/pkg", bundle_service(&state.leptos_options))
         .leptos_routes_with_context(
             &state,
             routes,
@@ -79,6 +123,11 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .layer(RequestBodyLimitLayer::new(MAX_REQUEST_BYTES))
+        // Pages and API answers compressed on the fly; the WASM is precompressed at build time
+        // in release builds (compressing a debug build's 20 MB on every load would be slow).
+        .layer(CompressionLayer::new().compress_when(
+            DefaultPredicate::new().and(NotForContentType::const_new("application/wasm")),
+        ))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

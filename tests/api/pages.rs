@@ -62,3 +62,30 @@ async fn unknown_api_endpoint_is_a_typed_404() {
             .contains("/api/channels/nope")
     );
 }
+
+#[tokio::test]
+async fn pages_are_compressed_and_missing_bundles_are_not_cached() {
+    let app = TestApp::spawn().await;
+    let page = app
+        .http
+        .get(format!("{}/login", app.base))
+        .header("accept-encoding", "br")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()["content-encoding"], "br");
+
+    let missing = app
+        .http
+        .get(format!("{}/pkg/dealnest-chat.nope.wasm", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    assert!(
+        missing.headers().get("cache-control").is_none(),
+        "a 404 must not be cached: {:?}",
+        missing.headers()
+    );
+}

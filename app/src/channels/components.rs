@@ -75,6 +75,7 @@ pub fn Sidebar() -> impl IntoView {
         </nav>
         {move || dialog.get().map(|kind| view! { <StartDialog kind close=move || dialog.set(None) /> })}
     }
+    .into_any()
 }
 
 #[component]
@@ -268,6 +269,7 @@ fn UserPicker(
             </ul>
         </div>
     }
+    .into_any()
 }
 
 #[component]
@@ -411,6 +413,7 @@ fn StartDialog(kind: Dialog, close: impl Fn() + Copy + Send + Sync + 'static) ->
             }}
         </dialog>
     }
+    .into_any()
 }
 
 /// Members with presence; the owner adds and removes, anyone leaves a group.
@@ -511,4 +514,5 @@ pub fn MembersPanel(
                 on_confirm=leave />
         </aside>
     }
+    .into_any()
 }

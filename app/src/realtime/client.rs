@@ -67,6 +67,8 @@ pub struct ChannelLog {
     pub has_newer: bool,
     /// A window of messages was loaded (only then can gaps be detected).
     pub loaded: bool,
+    /// Bumped whenever the window is replaced: a page asked for an earlier window is dropped.
+    pub generation: u64,
 }
 
 impl ChannelLog {
@@ -81,6 +83,20 @@ impl ChannelLog {
     /// Whether the held messages reach the channel's newest (live messages extend them).
     pub fn at_live_edge(&self) -> bool {
         self.loaded && !self.has_newer
+    }
+
+    /// The last seq of the unbroken run starting at the oldest held message: every message up
+    /// to it is held. Catch-up resumes after it, so a hole left by an interrupted replay is
+    /// filled rather than skipped.
+    pub fn contiguous_end(&self) -> i64 {
+        let mut end: Option<i64> = None;
+        for &seq in self.messages.keys() {
+            match end {
+                Some(last) if seq != last + 1 => break,
+                _ => end = Some(seq),
+            }
+        }
+        end.unwrap_or(0)
     }
 
     /// Merges messages by seq, replacing older copies.
@@ -206,7 +222,7 @@ impl ChatClient {
                 .filter(|(_, log)| log.at_live_edge())
                 .map(|(channel_id, log)| ChannelCursor {
                     channel_id: *channel_id,
-                    after_seq: log.newest_seq(),
+                    after_seq: log.contiguous_end(),
                 })
                 .collect()
         })
@@ -243,19 +259,22 @@ impl ChatClient {
     /// Stores messages (a send's answer, or a live or replayed one) and updates the channel
     /// row. The log keeps them only while it holds the channel's newest messages.
     pub fn add_messages(&self, channel_id: i64, messages: Vec<Message>) {
+        if !self.is_alive() {
+            return;
+        }
         if let Some(newest) = messages.iter().max_by_key(|m| m.seq).cloned() {
             self.note_message(&newest);
         }
         self.logs.update(|logs| {
             let log = logs.entry(channel_id).or_default();
-            if log.has_newer {
-                // Sent from here while reading further back: confirmed, but not shown until
-                // the reader reaches it.
+            if log.at_live_edge() {
+                log.merge(messages);
+            } else {
+                // Not loaded yet, or the reader is further back: the message is confirmed but
+                // shown only once the window reaches it (the load after it catches up).
                 for message in &messages {
                     log.pending.retain(|p| p.client_id != message.client_id);
                 }
-            } else {
-                log.merge(messages);
             }
         });
     }
@@ -263,6 +282,9 @@ impl ChatClient {
     /// Replaces what is held of a channel with one unbroken run of messages: the newest page
     /// (`has_newer` false) or a stretch further back (`has_newer` true).
     pub fn replace_window(&self, channel_id: i64, messages: Vec<Message>, has_newer: bool) {
+        if !self.is_alive() {
+            return;
+        }
         if !has_newer && let Some(newest) = messages.iter().max_by_key(|m| m.seq).cloned() {
             self.note_message(&newest);
         }
@@ -274,27 +296,64 @@ impl ChatClient {
             log.has_older = log.oldest_seq().is_some_and(|oldest| oldest > 1);
             log.has_newer = has_newer;
             log.loaded = true;
+            log.generation += 1;
         });
     }
 
-    /// Adds a page of older messages above what is held.
-    pub fn prepend_older(&self, channel_id: i64, messages: Vec<Message>) {
+    /// The window's generation, to hand back with a page asked for now.
+    pub fn window_generation(&self, channel_id: i64) -> u64 {
+        self.logs
+            .with_untracked(|logs| logs.get(&channel_id).map_or(0, |l| l.generation))
+    }
+
+    /// Adds a page of older messages above what is held, if the window is still the one the
+    /// page was asked for and the page ends where the window starts.
+    pub fn prepend_older(&self, channel_id: i64, generation: u64, messages: Vec<Message>) {
+        if !self.is_alive() {
+            return;
+        }
         self.logs.update(|logs| {
-            let log = logs.entry(channel_id).or_default();
-            log.merge(messages);
-            log.has_older = log.oldest_seq().is_some_and(|oldest| oldest > 1);
+            let Some(log) = logs.get_mut(&channel_id) else {
+                return;
+            };
+            let adjacent = match (messages.last(), log.oldest_seq()) {
+                (Some(last), Some(oldest)) => last.seq + 1 == oldest,
+                _ => true,
+            };
+            if log.generation == generation && adjacent {
+                log.merge(messages);
+                log.has_older = log.oldest_seq().is_some_and(|oldest| oldest > 1);
+            }
         });
     }
 
     /// Adds a page of newer messages below what is held; `has_more` false means the page
     /// reached the channel's newest, and live messages extend the log from then on.
-    pub fn append_newer(&self, channel_id: i64, messages: Vec<Message>, has_more: bool) {
+    pub fn append_newer(
+        &self,
+        channel_id: i64,
+        generation: u64,
+        messages: Vec<Message>,
+        has_more: bool,
+    ) {
+        if !self.is_alive() {
+            return;
+        }
+        let mut applied = false;
         self.logs.update(|logs| {
-            let log = logs.entry(channel_id).or_default();
-            log.merge(messages);
-            log.has_newer = has_more;
+            let Some(log) = logs.get_mut(&channel_id) else {
+                return;
+            };
+            let adjacent = messages
+                .first()
+                .is_none_or(|first| first.seq == log.newest_seq() + 1);
+            if log.generation == generation && log.has_newer && adjacent {
+                log.merge(messages);
+                log.has_newer = has_more;
+                applied = true;
+            }
         });
-        if !has_more {
+        if applied && !has_more {
             // Whatever arrived live while the reader was further back.
             let after_seq = self
                 .logs
@@ -323,6 +382,9 @@ impl ChatClient {
 
     /// Forgets a channel I am no longer in, leaving a notice for the home view.
     pub fn forget_channel(&self, channel_id: i64) {
+        if !self.is_alive() {
+            return;
+        }
         let title = self
             .summary_untracked(channel_id)
             .map(|c| c.title)
@@ -459,6 +521,9 @@ impl ChatClient {
                     pending.body.clone(),
                 )
                 .await;
+                if !client.is_alive() {
+                    return;
+                }
                 match sent {
                     Ok(message) => client.add_messages(channel_id, vec![message]),
                     Err(crate::error::ApiError::Unavailable { .. }) => {
@@ -489,6 +554,9 @@ impl ChatClient {
 
     /// Moves my read pointer (after `read/mark` answered).
     pub fn set_my_pointer(&self, channel_id: i64, last_read_seq: i64) {
+        if !self.is_alive() {
+            return;
+        }
         let me = self.my_id();
         self.apply_pointer(channel_id, me, last_read_seq);
     }
@@ -556,6 +624,9 @@ impl ChatClient {
 
     /// Puts an edited or deleted message in place, in the log and in the channel's preview.
     pub fn replace_message(&self, message: Message) {
+        if !self.is_alive() {
+            return;
+        }
         self.channels.update(|list| {
             if let Some(row) = list.iter_mut().find(|c| c.id == message.channel_id)
                 && let Some(preview) = row.last_message.as_mut().filter(|p| p.seq == message.seq)
@@ -563,10 +634,33 @@ impl ChatClient {
                 preview.body = message.body.as_ref().map(|b| b.chars().take(140).collect());
             }
         });
+        // Only a message the window holds: one outside it would tear a hole in the run.
         self.logs.update(|logs| {
-            if let Some(log) = logs.get_mut(&message.channel_id) {
-                log.messages.insert(message.seq, message);
+            if let Some(held) = logs
+                .get_mut(&message.channel_id)
+                .and_then(|log| log.messages.get_mut(&message.seq))
+            {
+                *held = message;
             }
+        });
+    }
+
+    /// A fresh channel list from the server. Pointers and newest seqs only move forward, so an
+    /// answer computed before a read or a message that this page already applied cannot undo
+    /// it.
+    pub fn replace_channel_list(&self, mut fresh: Vec<ChannelSummary>) {
+        self.channels.update(|list| {
+            for row in &mut fresh {
+                if let Some(held) = list.iter().find(|c| c.id == row.id) {
+                    if held.last_seq > row.last_seq {
+                        row.last_seq = held.last_seq;
+                        row.last_message.clone_from(&held.last_message);
+                    }
+                    row.last_read_seq = row.last_read_seq.max(held.last_read_seq);
+                    row.unread_count = (row.last_seq - row.last_read_seq).max(0);
+                }
+            }
+            *list = fresh;
         });
     }
 
@@ -716,9 +810,10 @@ impl ChatClient {
         leptos::task::spawn_local(async move {
             for channel_id in channels {
                 // Left or removed meanwhile: nothing to refresh, and asking would be refused.
-                if !client
-                    .channels
-                    .with_untracked(|l| l.iter().any(|c| c.id == channel_id))
+                if !client.is_alive()
+                    || !client
+                        .channels
+                        .with_untracked(|l| l.iter().any(|c| c.id == channel_id))
                 {
                     continue;
                 }
@@ -727,17 +822,19 @@ impl ChatClient {
                         d.insert(channel_id, detail);
                     });
                 }
-                let live = client.logs.with_untracked(|logs| {
-                    logs.get(&channel_id).is_some_and(ChannelLog::at_live_edge)
-                });
-                if !live {
-                    continue;
+                if !client.is_alive() {
+                    return;
                 }
+                // Edits and deletions of held messages; new ones come through catch-up, in order.
                 let newest = crate::messages::api::list_messages(channel_id, None, None, Some(50));
                 if let Ok(page) = newest.await {
                     client.logs.update(|logs| {
-                        if let Some(log) = logs.get_mut(&channel_id).filter(|l| !l.has_newer) {
-                            log.merge(page.messages);
+                        if let Some(log) = logs.get_mut(&channel_id) {
+                            for message in page.messages {
+                                if let Some(held) = log.messages.get_mut(&message.seq) {
+                                    *held = message;
+                                }
+                            }
                         }
                     });
                 }
@@ -791,4 +888,51 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(0))
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(seq: i64) -> Message {
+        Message {
+            id: seq,
+            channel_id: 1,
+            seq,
+            sender_id: 1,
+            sender_name: "Ann".into(),
+            client_id: format!("c{seq}"),
+            body: Some(format!("m{seq}")),
+            created_at: 0,
+            edited_at: None,
+            deleted_at: None,
+        }
+    }
+
+    #[test]
+    fn catch_up_resumes_after_the_unbroken_run_not_after_the_newest() {
+        let mut log = ChannelLog::default();
+        assert_eq!(log.contiguous_end(), 0);
+        log.merge((5..=9).map(message));
+        assert_eq!(log.contiguous_end(), 9);
+        // A live message past a hole (an interrupted replay): resume fills the hole.
+        log.merge([message(12)]);
+        assert_eq!(log.newest_seq(), 12);
+        assert_eq!(log.contiguous_end(), 9);
+        log.merge([message(10), message(11)]);
+        assert_eq!(log.contiguous_end(), 12);
+    }
+
+    #[test]
+    fn a_confirmed_send_replaces_its_pending_copy() {
+        let mut log = ChannelLog::default();
+        log.pending.push(PendingMessage {
+            client_id: "c3".into(),
+            body: "m3".into(),
+            state: PendingState::WaitingForConnection,
+        });
+        log.merge([message(3)]);
+        assert!(log.pending.is_empty());
+        assert_eq!(log.messages.len(), 1);
+    }
 }

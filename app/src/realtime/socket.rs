@@ -25,6 +25,9 @@ const TICK_MS: u32 = 1_000;
 pub const PING_EVERY_MS: i64 = 10_000;
 /// A connection that stays silent this long after a ping is dead.
 pub const PONG_WITHIN_MS: i64 = 5_000;
+/// An upgrade that has not produced `hello` by then is given up (a server that accepts the
+/// TCP connection but never answers would otherwise hold the page for minutes).
+pub const HELLO_WITHIN_MS: i64 = 10_000;
 
 /// What the browser says about the network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,12 +144,15 @@ async fn serve(
     let (outbox, mut queued) = futures::channel::mpsc::unbounded::<ClientEvent>();
     client.set_outbox(Some(outbox));
     let mut ticks = gloo_timers::future::IntervalStream::new(TICK_MS).fuse();
-    let mut last_ping_at = now_ms();
+    let opened_at = now_ms();
+    let mut greeted = false;
+    let mut last_ping_at = opened_at;
     // When the ping nothing has answered yet went out.
     let mut unanswered_since: Option<i64> = None;
     let mut pings: u64 = 0;
     let ended = loop {
-        futures::select! {
+        // Biased: frames that already arrived are read before the pulse is judged.
+        futures::select_biased! {
             frame = incoming.next() => {
                 if !client.is_alive() {
                     break Ended::Closed;
@@ -158,6 +164,7 @@ async fn serve(
                         Ok(event) => {
                             if matches!(event, ServerEvent::Hello { .. }) {
                                 *failures = 0;
+                                greeted = true;
                             }
                             client.apply(event);
                         }
@@ -191,6 +198,12 @@ async fn serve(
                     break Ended::Closed;
                 }
                 let now = now_ms();
+                if !greeted {
+                    if now - opened_at > HELLO_WITHIN_MS {
+                        break Ended::Lost;
+                    }
+                    continue;
+                }
                 if unanswered_since.is_some_and(|since| now - since > PONG_WITHIN_MS) {
                     leptos::logging::log!("no answer to a ping: reconnecting");
                     break Ended::Lost;

@@ -5,7 +5,7 @@ pub mod dialog;
 pub mod format;
 
 use leptos::prelude::*;
-use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
+use leptos_meta::{HashedStylesheet, MetaTags, Title, provide_meta_context};
 use leptos_router::components::{A, Outlet, ParentRoute, Redirect, Route, Router, Routes};
 use leptos_router::hooks::{use_navigate, use_params_map};
 use leptos_router::{SsrMode, path};
@@ -37,6 +37,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <link rel="apple-touch-icon" href="/icon-192.png" />
                 <link rel="manifest" href="/manifest.webmanifest" />
                 <AutoReload options=options.clone() />
+                <HashedStylesheet options=options.clone() id="leptos" />
                 <HydrationScripts options />
                 <MetaTags />
             </head>
@@ -58,7 +59,6 @@ pub fn App() -> impl IntoView {
         }
     });
     view! {
-        <Stylesheet id="leptos" href="/pkg/dealnest-chat.css" />
         <Title text="DealNest Chat" />
         <Router>
             <Routes fallback=NotFound>
@@ -122,12 +122,16 @@ fn ChatFrame(chat: ChatClient) -> impl IntoView {
     });
     track_activity(chat);
     // Reload the channel list when the socket says it is stale (reconnect, membership change).
+    // Only the answer to the latest request counts: an older one may predate what this page
+    // already knows (a channel just created, a read just marked).
     Effect::new(move |previous: Option<u64>| {
         let generation = chat.channels_stale.get();
         if previous.is_some() || generation > 0 {
             leptos::task::spawn_local(async move {
-                if let Ok(list) = list_channels().await {
-                    chat.channels.set(list);
+                if let Ok(list) = list_channels().await
+                    && chat.channels_stale.try_get_untracked() == Some(generation)
+                {
+                    chat.replace_channel_list(list);
                 }
             });
         }

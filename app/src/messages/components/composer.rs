@@ -90,6 +90,7 @@ pub fn Composer() -> impl IntoView {
                     spawn_local(load_window(chat, channel_id, None));
                 }
                 chat.submit(channel_id, new_client_id(), body.as_str().to_owned());
+                view_state.sent.update(|n| *n += 1);
             }
         }
     };
@@ -154,6 +155,7 @@ pub fn Composer() -> impl IntoView {
             <p id="composer-error" class="field__error composer__error" role="alert">{move || error.get()}</p>
         </form>
     }
+    .into_any()
 }
 
 #[component]

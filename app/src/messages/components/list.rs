@@ -77,9 +77,12 @@ pub fn MessageList() -> impl IntoView {
     let loaded = move || log_field(|l| l.loaded);
     let has_newer = move || log_field(|l| l.has_newer);
     let has_older = move || log_field(|l| l.has_older);
+    // Nothing until the window is loaded: a lone live message held before that must not be
+    // shown (and so marked read) ahead of the unread ones before it.
     let seqs = move || {
         chat.logs.with(|logs| {
             logs.get(&channel_id)
+                .filter(|l| l.loaded)
                 .map(|l| l.messages.keys().copied().collect::<Vec<_>>())
                 .unwrap_or_default()
         })
@@ -126,6 +129,13 @@ pub fn MessageList() -> impl IntoView {
         let Some(newest_seen) = newest_seen_seq(&el) else {
             return;
         };
+        // Never past a hole in what is held: what lies in it has not been seen.
+        let held_through = chat.logs.with_untracked(|logs| {
+            logs.get(&channel_id)
+                .filter(|l| l.loaded)
+                .map_or(0, |l| l.contiguous_end())
+        });
+        let newest_seen = newest_seen.min(held_through);
         if newest_seen > seen.get_untracked() {
             seen.set(newest_seen);
         }
@@ -135,16 +145,26 @@ pub fn MessageList() -> impl IntoView {
             .summary_untracked(channel_id)
             .map_or(0, |c| c.last_read_seq);
         if reading && newest_seen > pointer && newest_seen > marked.get_value() {
+            let before = marked.get_value();
             marked.set_value(newest_seen);
             spawn_local(async move {
-                if let Ok(pointer) = mark_read(channel_id, newest_seen).await {
-                    chat.set_my_pointer(channel_id, pointer.last_read_seq);
+                match mark_read(channel_id, newest_seen).await {
+                    Ok(pointer) => chat.set_my_pointer(channel_id, pointer.last_read_seq),
+                    // Not recorded: the next check tries again.
+                    Err(_) => {
+                        let _ = marked.try_update_value(|m| {
+                            if *m == newest_seen {
+                                *m = before;
+                            }
+                        });
+                    }
                 }
             });
         }
     };
     let schedule_check = move || {
-        if check_scheduled.get_value() {
+        // Also returns when the list is gone (a timer or frame can outlive it).
+        if check_scheduled.try_get_value() != Some(false) {
             return;
         }
         check_scheduled.set_value(true);
@@ -199,6 +219,14 @@ pub fn MessageList() -> impl IntoView {
             schedule_check();
         }
     });
+    // After sending, the view follows to the newest, where the message appears.
+    Effect::new(move |previous: Option<u64>| {
+        let sent = view_state.sent.get();
+        if previous.is_some_and(|p| p != sent) {
+            scroll_to_bottom();
+        }
+        sent
+    });
     // Coming back to the tab (or from idle) reads what is on screen.
     Effect::new(move |_| {
         if chat.activity.get() == ActivityState::Active {
@@ -219,13 +247,14 @@ pub fn MessageList() -> impl IntoView {
             return;
         };
         loading_older.set(true);
+        let generation = chat.window_generation(channel_id);
         let before_height = scroller
             .try_get_untracked()
             .flatten()
             .map_or(0, |el| el.scroll_height());
         spawn_local(async move {
             if let Ok(page) = list_messages(channel_id, Some(oldest), None, Some(PAGE)).await {
-                chat.prepend_older(channel_id, page.messages);
+                chat.prepend_older(channel_id, generation, page.messages);
                 // Keep the message the reader was looking at in place.
                 request_animation_frame(move || {
                     if let Some(el) = scroller.try_get_untracked().flatten() {
@@ -250,9 +279,10 @@ pub fn MessageList() -> impl IntoView {
             .logs
             .with_untracked(|logs| logs.get(&channel_id).map_or(0, |l| l.newest_seq()));
         loading_newer.set(true);
+        let generation = chat.window_generation(channel_id);
         spawn_local(async move {
             if let Ok(page) = list_messages(channel_id, None, Some(newest), Some(PAGE)).await {
-                chat.append_newer(channel_id, page.messages, page.has_more);
+                chat.append_newer(channel_id, generation, page.messages, page.has_more);
             }
             let _ = loading_newer.try_set(false);
         });
@@ -367,4 +397,5 @@ pub fn MessageList() -> impl IntoView {
             </div>
         </div>
     }
+    .into_any()
 }

@@ -40,6 +40,8 @@ struct ChannelViewState {
     editing: RwSignal<Option<i64>>,
     /// The id of the message whose deletion awaits confirmation, if any.
     deleting: RwSignal<Option<i64>>,
+    /// Bumped when I send: the list then follows to the newest message.
+    sent: RwSignal<u64>,
     /// My read pointer when the channel was opened: "New messages" starts after it.
     divider_after: Option<i64>,
 }
@@ -82,6 +84,9 @@ async fn load_window(chat: ChatClient, channel_id: i64, around: Option<i64>) {
     let Ok(page) = page else {
         return;
     };
+    if !chat.is_alive() {
+        return;
+    }
     let has_newer = around.is_some() && page.has_more;
     chat.replace_window(channel_id, page.messages, has_newer);
     if !has_newer {
@@ -147,6 +152,7 @@ pub fn ChannelView(channel_id: i64) -> impl IntoView {
         channel_id,
         editing: RwSignal::new(None),
         deleting: RwSignal::new(None),
+        sent: RwSignal::new(0),
         divider_after,
     };
     provide_context(state);
@@ -204,6 +210,7 @@ pub fn ChannelView(channel_id: i64) -> impl IntoView {
             <MembersPanel channel_id close=move || show_members.set(false) />
         </Show>
     }
+    .into_any()
 }
 
 /// The channel's name; its owner can rename a group in place.
@@ -273,6 +280,7 @@ fn ChannelTitle(channel_id: i64, title: Signal<String>) -> impl IntoView {
             </form>
         </Show>
     }
+    .into_any()
 }
 
 /// Tells screen readers about messages that arrive live in this channel, one at a time; pages
