@@ -56,7 +56,7 @@ for (const [scheme, file, viewport] of [
   await page.emulateMedia({ colorScheme: scheme });
   await page.goto(`/c/${room.id}`);
   await page.locator('body[data-hydrated]').waitFor({ state: 'attached' });
-  await page.getByText('Great, thanks both.').waitFor();
+  await page.getByRole('log').getByText('Great, thanks both.').waitFor();
   await page.getByTestId('seen-by').waitFor();
   await page.waitForTimeout(300);
   await page.screenshot({ path: path.join(docs, file) });
