@@ -46,6 +46,14 @@ pub enum PendingState {
     Failed(String),
 }
 
+/// An unconfirmed message as kept in the tab's storage across reloads.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OutboxEntry {
+    pub channel_id: i64,
+    pub client_id: String,
+    pub body: String,
+}
+
 /// A message typed here and not yet confirmed by the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingMessage {
@@ -456,6 +464,43 @@ impl ChatClient {
         self.deliver_pending(channel_id);
     }
 
+    /// What has been typed here and not yet confirmed, oldest first per channel: kept in the
+    /// tab's storage (`ui::outbox`) so a reload does not lose it.
+    pub fn outbox(&self) -> Vec<OutboxEntry> {
+        self.logs.with(|logs| {
+            let mut entries: Vec<OutboxEntry> = logs
+                .iter()
+                .flat_map(|(channel_id, log)| {
+                    log.pending.iter().map(|p| OutboxEntry {
+                        channel_id: *channel_id,
+                        client_id: p.client_id.clone(),
+                        body: p.body.clone(),
+                    })
+                })
+                .collect();
+            entries.sort_by_key(|e| e.channel_id);
+            entries
+        })
+    }
+
+    /// Puts messages left unsent by an earlier page of this tab back in line; they go out once
+    /// the connection is up, with their original `client_id` (a copy the server already has is
+    /// not stored twice).
+    pub fn restore_outbox(&self, entries: Vec<OutboxEntry>) {
+        self.logs.update(|logs| {
+            for entry in entries {
+                let log = logs.entry(entry.channel_id).or_default();
+                if !log.pending.iter().any(|p| p.client_id == entry.client_id) {
+                    log.pending.push(PendingMessage {
+                        client_id: entry.client_id,
+                        body: entry.body,
+                        state: PendingState::WaitingForConnection,
+                    });
+                }
+            }
+        });
+    }
+
     /// The connection is back: messages that waited for it go out, in the order typed.
     pub fn resend_waiting(&self) {
         let channels: Vec<i64> = self.logs.with_untracked(|logs| {
@@ -515,12 +560,24 @@ impl ChatClient {
                     })
                 });
                 let Some(pending) = next else { break };
-                let sent = crate::messages::api::send_message(
+                let send = crate::messages::api::send_message(
                     channel_id,
                     pending.client_id.clone(),
                     pending.body.clone(),
-                )
-                .await;
+                );
+                // A request that gets no answer (sent just as the network died) must not hold up
+                // the queue until the TCP timeout: after the deadline it counts as unreachable
+                // and is sent again later with the same `client_id`, which the server stores once.
+                let sent = match futures::future::select(Box::pin(send), Box::pin(send_deadline()))
+                    .await
+                {
+                    futures::future::Either::Left((answer, _)) => answer,
+                    futures::future::Either::Right(((), _)) => {
+                        Err(crate::error::ApiError::Unavailable {
+                            message: "no answer from the server".to_owned(),
+                        })
+                    }
+                };
                 if !client.is_alive() {
                     return;
                 }
@@ -874,6 +931,20 @@ fn start_socket(client: ChatClient) {
 
 #[cfg(not(feature = "hydrate"))]
 fn start_socket(_: ChatClient) {}
+
+/// How long a send may go unanswered before it is treated as unreachable.
+pub const SEND_DEADLINE_MS: u32 = 15_000;
+
+#[cfg(feature = "hydrate")]
+async fn send_deadline() {
+    gloo_timers::future::TimeoutFuture::new(SEND_DEADLINE_MS).await;
+}
+
+/// Sends are only made in the browser.
+#[cfg(not(feature = "hydrate"))]
+async fn send_deadline() {
+    futures::future::pending::<()>().await;
+}
 
 /// The client's clock in Unix epoch milliseconds.
 #[cfg(feature = "hydrate")]

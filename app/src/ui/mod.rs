@@ -121,6 +121,7 @@ fn ChatFrame(chat: ChatClient) -> impl IntoView {
         chat.connect();
     });
     track_activity(chat);
+    keep_outbox(chat);
     // Reload the channel list when the socket says it is stale (reconnect, membership change).
     // Only the answer to the latest request counts: an older one may predate what this page
     // already knows (a channel just created, a read just marked).
@@ -189,6 +190,38 @@ fn Notice(chat: ChatClient) -> impl IntoView {
                 on:click=move |_| chat.notice.set(None)>"Dismiss"</button>
         </div>
     }
+}
+
+/// Key of the tab's unsent messages in `sessionStorage`.
+const OUTBOX_KEY: &str = "dealnest.outbox";
+
+/// Unsent messages survive a reload of this tab: restored once hydrated, saved on each change.
+fn keep_outbox(chat: ChatClient) {
+    let storage = || window().session_storage().ok().flatten();
+    Effect::new(move |_| {
+        let saved = storage()
+            .and_then(|s| s.get_item(OUTBOX_KEY).ok().flatten())
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default();
+        chat.restore_outbox(saved);
+    });
+    let outbox = Memo::new(move |_| chat.outbox());
+    Effect::new(move |first_run_done: Option<bool>| {
+        let entries = outbox.get();
+        // The first run may come before the restore above: it must not erase what was saved.
+        if first_run_done.is_none() {
+            return true;
+        }
+        if let Some(storage) = storage() {
+            let _ = if entries.is_empty() {
+                storage.remove_item(OUTBOX_KEY)
+            } else {
+                serde_json::to_string(&entries)
+                    .map_or(Ok(()), |text| storage.set_item(OUTBOX_KEY, &text))
+            };
+        }
+        true
+    });
 }
 
 /// Away when the tab is hidden or nobody touched it for a while; active again on any input.
