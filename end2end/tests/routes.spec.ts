@@ -67,6 +67,18 @@ test('signed in: a channel survives reload; other channels say not found', async
   }
   const missing = await ann.page.goto('/no/such/page');
   expect(missing?.status()).toBe(404);
+
+  // My own dot is "online" from the first render, not after a presence event.
+  await ann.page.goto('/');
+  await expect(ann.page.locator('.sidebar__me [data-presence]')).toHaveAttribute('data-presence', 'online', { timeout: 500 });
+
+  // Static files: the icon exists; bundles have hashed names and may be cached for good.
+  expect((await ann.page.request.get('/favicon.ico')).status()).toBe(200);
+  expect((await ann.page.request.get('/manifest.webmanifest')).status()).toBe(200);
+  const css = await ann.page.locator('link#leptos').getAttribute('href');
+  expect(css).toMatch(/^\/pkg\/dealnest-chat\.[\w-]+\.css$/);
+  const bundle = await ann.page.request.get(css!);
+  expect(bundle.headers()['cache-control']).toBe('public, max-age=31536000, immutable');
   await ann.context.close();
   await bob.context.close();
 });

@@ -158,15 +158,18 @@ fn ChatFrame(chat: ChatClient) -> impl IntoView {
         }
     });
     let open_channel = current_channel();
-    let unread_total = move || {
-        chat.channels
-            .with(|list| list.iter().map(|c| c.unread_count.max(0)).sum::<i64>())
-    };
-    view! {
-        <Title text=move || match unread_total() {
+    // The unread total in the tab title, kept by an effect (so only in the browser): a reactive
+    // `<Title>` would be read on the server after the page's reactive owner is gone.
+    Effect::new(move |_| {
+        let total = chat
+            .channels
+            .with(|list| list.iter().map(|c| c.unread_count.max(0)).sum::<i64>());
+        document().set_title(&match total {
             0 => "DealNest Chat".to_owned(),
             n => format!("({n}) DealNest Chat"),
-        } />
+        });
+    });
+    view! {
         <a class="skip-link" href="#main">"Skip to conversation"</a>
         <ConnectionBanner chat />
         <Notice chat />
