@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use scenarios::{fanout, history, idle, ingest, presence, receipts};
+use scenarios::{fanout, history, idle, ingest, presence, ramp, receipts};
 use server::{Launch, Server};
 
 #[derive(Debug, Parser)]
@@ -53,6 +53,8 @@ enum Scenario {
     Receipts(receipts::ReceiptsArgs),
     /// History pages over a long channel.
     History(history::HistoryArgs),
+    /// Open-loop send rate doubled, then bisected, until the ack's p99 passes a limit.
+    Ramp(ramp::RampArgs),
     /// Every scenario, tiny and short: checks the tool and the server's behaviour, not speed.
     Smoke,
     /// (internal) holds idle connections for `idle`.
@@ -71,14 +73,29 @@ impl Scenario {
 }
 
 async fn start(cli: &Cli) -> Result<Server, String> {
+    let server_cpu = match &cli.scenario {
+        Scenario::Ramp(args) => args.server_cpu.as_deref(),
+        _ => None,
+    };
     match &cli.url {
+        // A server the bench did not start is not the bench's to move.
+        Some(_) if server_cpu.is_some() => Err(
+            "--server-cpu pins a server the bench starts; pin one given by --url yourself \
+             (taskset -a -p -c <list> <pid>)"
+                .into(),
+        ),
         Some(url) => Ok(Server::external(url.clone(), cli.server_pid.unwrap_or(0))),
         None => {
+            let wrapper = match server_cpu {
+                Some(cpus) => server::pin::server_wrapper(cpus).await?,
+                None => Vec::new(),
+            };
             Server::start(Launch {
                 binary: &cli.server,
                 port: cli.port,
                 env: cli.scenario.server_env(),
                 database: None,
+                wrapper,
             })
             .await
         }
@@ -136,6 +153,23 @@ async fn smoke(server: &Server, json: bool) -> Result<bool, String> {
             },
         )
         .await?,
+        // Two short steps, both expected to pass (the cap ends the ramp, so no bisection).
+        ramp::run(
+            server,
+            ramp::RampArgs {
+                channels: 1,
+                members: 2,
+                start_rate: 20,
+                max_rate: 40,
+                step_seconds: 1,
+                warmup_seconds: 1,
+                p99_limit_ms: 100.0,
+                bisect_steps: 0,
+                server_cpu: None,
+                bench_cpu: None,
+            },
+        )
+        .await?,
     ];
     // The smoke checks correctness only: nothing lost, duplicated, missing or failed.
     let mut healthy = true;
@@ -170,6 +204,17 @@ async fn run(cli: Cli) -> Result<bool, String> {
         return Ok(true);
     }
     let server = start(&cli).await?;
+    // Pinned only after the server started: a child inherits its parent's CPUs, and without
+    // --server-cpu the server should keep all of them.
+    if let Scenario::Ramp(ramp::RampArgs {
+        bench_cpu: Some(cpus),
+        ..
+    }) = &cli.scenario
+        && let Err(error) = server::pin::this_process(cpus).await
+    {
+        server.stop().await;
+        return Err(error);
+    }
     let report = match &cli.scenario {
         Scenario::Idle(args) => idle::run(&server, args.clone()).await,
         Scenario::Fanout(args) => fanout::run(&server, args.clone()).await,
@@ -177,6 +222,7 @@ async fn run(cli: Cli) -> Result<bool, String> {
         Scenario::Presence(args) => presence::run(&server, args.clone()).await,
         Scenario::Receipts(args) => receipts::run(&server, args.clone()).await,
         Scenario::History(args) => history::run(&server, args.clone()).await,
+        Scenario::Ramp(args) => ramp::run(&server, args.clone()).await,
         Scenario::Smoke => {
             let healthy = smoke(&server, cli.json).await;
             server.stop().await;

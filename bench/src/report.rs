@@ -22,8 +22,19 @@ pub struct Report {
     pub scenario: &'static str,
     pub parameters: serde_json::Value,
     pub metrics: Vec<Metric>,
+    /// One row per step, for scenarios that run in steps (`ramp`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub table: Option<Table>,
     pub server: ServerUsage,
     pub elapsed_secs: f64,
+}
+
+/// Rows under column headings; cells are JSON values so `--json` keeps numbers, flags and lists
+/// as such (lists print comma-separated, `null` as "—").
+#[derive(Debug, Serialize)]
+pub struct Table {
+    pub columns: Vec<&'static str>,
+    pub rows: Vec<Vec<serde_json::Value>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -106,6 +117,14 @@ pub fn percentiles(histogram: &SharedHistogram) -> (f64, f64, f64, u64) {
     (ms(0.5), ms(0.99), ms(0.999), h.len())
 }
 
+/// The largest value recorded (ms), rounded like the percentiles.
+pub fn max_ms(histogram: &SharedHistogram) -> f64 {
+    let h = histogram.lock().expect("histogram");
+    #[allow(clippy::cast_precision_loss)]
+    let max = h.max() as f64 / 1000.0;
+    max
+}
+
 pub fn print(report: &Report, json: bool) {
     if json {
         println!(
@@ -118,6 +137,9 @@ pub fn print(report: &Report, json: bool) {
         "\n== {} ({:.1} s) {}",
         report.scenario, report.elapsed_secs, report.parameters
     );
+    if let Some(table) = &report.table {
+        print_table(table);
+    }
     println!(
         "{:<34} {:>14}  {:<10} {:<14} ",
         "metric", "value", "unit", "target"
@@ -145,6 +167,69 @@ pub fn print(report: &Report, json: bool) {
         mib(report.server.rss_start_bytes),
         mib(report.server.rss_end_bytes)
     );
+}
+
+fn print_table(table: &Table) {
+    let rows: Vec<Vec<String>> = table
+        .rows
+        .iter()
+        .map(|row| row.iter().map(cell).collect())
+        .collect();
+    let widths: Vec<usize> = table
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(n, heading)| {
+            rows.iter()
+                .filter_map(|row| row.get(n))
+                .map(|text| text.chars().count())
+                .chain([heading.chars().count()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(text, width)| format!("{text:<width$}"))
+            .collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(table.columns.clone());
+    for row in &rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+    println!();
+}
+
+fn cell(value: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match value {
+        Value::Null => "—".into(),
+        Value::Bool(true) => "yes".into(),
+        Value::Bool(false) => "no".into(),
+        Value::Number(n) if n.is_f64() => format!("{:.2}", n.as_f64().unwrap_or(0.0)),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items
+            .iter()
+            .map(|item| match item {
+                // Lists are compact: whole numbers, or one decimal below 10.
+                Value::Number(n) => {
+                    let v = n.as_f64().unwrap_or(0.0);
+                    if v < 10.0 {
+                        format!("{v:.1}")
+                    } else {
+                        format!("{v:.0}")
+                    }
+                }
+                other => cell(other),
+            })
+            .collect::<Vec<_>>()
+            .join(","),
+        Value::Object(_) => value.to_string(),
+    }
 }
 
 /// Rewrites one progress line on stderr.

@@ -22,6 +22,9 @@ pub struct Launch<'a> {
     pub env: Vec<(&'static str, String)>,
     /// Use this database file instead of a fresh one (e.g. a seeded one).
     pub database: Option<PathBuf>,
+    /// A command the binary is started under, e.g. `taskset -c 0`. It must exec the binary
+    /// (taskset does) so the child's pid, whose `/proc` stats are read, is the server's.
+    pub wrapper: Vec<String>,
 }
 
 impl Server {
@@ -31,7 +34,14 @@ impl Server {
             .database
             .clone()
             .unwrap_or_else(|| data.path().join("bench.db"));
-        let mut command = Command::new(launch.binary);
+        let mut command = match launch.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(launch.binary);
+                command
+            }
+            None => Command::new(launch.binary),
+        };
         command
             .env("DATABASE_URL", &database)
             .env("LEPTOS_SITE_ADDR", format!("127.0.0.1:{}", launch.port))
@@ -46,9 +56,17 @@ impl Server {
         for (key, value) in &launch.env {
             command.env(key, value);
         }
-        let child = command
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", launch.binary.display()))?;
+        let child = command.spawn().map_err(|e| {
+            let binary = launch.binary.display();
+            if launch.wrapper.is_empty() {
+                format!("cannot start {binary}: {e}")
+            } else {
+                format!(
+                    "cannot start {binary} under `{}`: {e}",
+                    launch.wrapper.join(" ")
+                )
+            }
+        })?;
         let pid = child.id().ok_or("server exited at once")?;
         let server = Self {
             url: format!("http://127.0.0.1:{}", launch.port),
@@ -127,5 +145,51 @@ impl ProcStats {
             })
             .unwrap_or(0);
         Self { cpu_ms, rss_bytes }
+    }
+}
+
+/// CPU pinning with util-linux's `taskset` (this crate forbids the `unsafe` that calling
+/// `sched_setaffinity` directly would need).
+pub mod pin {
+    use std::process::Stdio;
+
+    use tokio::process::Command;
+
+    /// Runs `taskset` with `args`; a missing `taskset` or a refused CPU list is a clear error.
+    async fn taskset(args: &[&str]) -> Result<(), String> {
+        let output = Command::new("taskset")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(|e| {
+                format!(
+                    "--server-cpu/--bench-cpu need `taskset` (util-linux), which cannot be run: {e}"
+                )
+            })?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "`taskset {}` failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stderr).trim()
+            ))
+        }
+    }
+
+    /// The wrapper that starts the server on `cpus` (a taskset list such as `0` or `0,2-3`),
+    /// tried once on `true` first so a bad list fails here and not as a server that never
+    /// becomes healthy.
+    pub async fn server_wrapper(cpus: &str) -> Result<Vec<String>, String> {
+        taskset(&["-c", cpus, "true"]).await?;
+        Ok(vec!["taskset".into(), "-c".into(), cpus.into()])
+    }
+
+    /// Pins every thread of this process to `cpus`. `-a` matters: the runtime's worker threads
+    /// exist already, and `-p` alone would move only the main thread; threads started later
+    /// inherit the mask.
+    pub async fn this_process(cpus: &str) -> Result<(), String> {
+        taskset(&["-a", "-p", "-c", cpus, &std::process::id().to_string()]).await
     }
 }

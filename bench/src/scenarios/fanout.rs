@@ -214,6 +214,7 @@ pub async fn run(server: &Server, args: FanoutArgs) -> Result<Report, String> {
         parameters: json!({ "channels": args.channels, "members": args.members, "rate": args.rate,
                             "seconds": args.seconds, "warmup": args.warmup }),
         metrics,
+        table: None,
         server: ServerUsage::between(start_stats, end_stats, elapsed),
         elapsed_secs: elapsed,
     })

@@ -104,6 +104,7 @@ pub async fn run(server: &Server, args: HistoryArgs) -> Result<Report, String> {
         scenario: "history",
         parameters: json!({ "messages": args.messages, "requests": args.requests }),
         metrics,
+        table: None,
         server: ServerUsage::between(start_stats, server.stats(), elapsed),
         elapsed_secs: elapsed,
     })

@@ -194,6 +194,7 @@ pub async fn run(server: &Server, args: IdleArgs) -> Result<Report, String> {
         scenario: "idle",
         parameters: json!({ "steps": args.steps, "users": args.users, "per_worker": args.per_worker }),
         metrics,
+        table: None,
         server: ServerUsage::between(start_stats, end_stats, elapsed),
         elapsed_secs: elapsed,
     })

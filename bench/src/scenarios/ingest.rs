@@ -207,6 +207,7 @@ pub async fn run(server: &Server, args: IngestArgs) -> Result<Report, String> {
         parameters: json!({ "concurrency": args.concurrency, "seconds": args.seconds, "warmup": args.warmup,
                             "channels": args.channels, "random_keys": args.random_keys }),
         metrics,
+        table: None,
         server: ServerUsage::between(start_stats, server.stats(), elapsed),
         elapsed_secs: elapsed,
     })

@@ -5,4 +5,5 @@ pub mod history;
 pub mod idle;
 pub mod ingest;
 pub mod presence;
+pub mod ramp;
 pub mod receipts;

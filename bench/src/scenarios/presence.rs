@@ -99,6 +99,7 @@ pub async fn run(server: &Server, args: PresenceArgs) -> Result<Report, String> 
         scenario: "presence",
         parameters: json!({ "cycles": args.cycles, "grace_secs": 0 }),
         metrics,
+        table: None,
         server: ServerUsage::between(start_stats, server.stats(), elapsed),
         elapsed_secs: elapsed,
     })

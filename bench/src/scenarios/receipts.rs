@@ -124,6 +124,7 @@ pub async fn run(server: &Server, args: ReceiptsArgs) -> Result<Report, String> 
         scenario: "receipts",
         parameters: json!({ "members": args.members, "marks": args.marks }),
         metrics,
+        table: None,
         server: ServerUsage::between(start_stats, server.stats(), elapsed),
         elapsed_secs: elapsed,
     })
