@@ -55,8 +55,18 @@ impl From<sqlx::Error> for StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// How often the background checkpointer copies the WAL into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
 /// SQLite in WAL mode: one writer connection (SQLite allows one writer at a time, and a single
-/// writer avoids lock upgrades failing with SQLITE_BUSY) and a pool of readers.
+/// writer avoids lock upgrades failing with SQLITE_BUSY), a pool of readers, and a checkpointer.
+///
+/// The writer never checkpoints (`wal_autocheckpoint=0`). With SQLite's automatic checkpoint the
+/// commit that crossed the threshold paid for it: it synced the whole WAL written since the last
+/// checkpoint (32 MB at 8000 pages) and copied pages into the database file, stalling every send
+/// queued behind it by 25–35 ms every few seconds (docs/PERFORMANCE.md, "ramp"). A task on its
+/// own connection runs a PASSIVE checkpoint every second instead: it never waits for the writer,
+/// the writer never waits for it, and each one syncs only a second's worth of WAL.
 #[derive(Clone, Debug)]
 pub struct SqliteDb {
     pub(crate) writer: SqlitePool,
@@ -86,9 +96,14 @@ impl SqliteDb {
         }
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
-            .connect_with(options.clone())
+            .connect_with(options.clone().pragma("wal_autocheckpoint", "0"))
             .await?;
         sqlx::migrate!("../migrations/sqlite").run(&writer).await?;
+        let checkpointer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        tokio::spawn(checkpoint_periodically(checkpointer));
         let reader = SqlitePoolOptions::new()
             .max_connections(8)
             .connect_with(options)
@@ -106,5 +121,25 @@ impl SqliteDb {
         &self,
     ) -> StoreResult<sqlx::Transaction<'static, sqlx::Sqlite>> {
         Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+/// Copies committed WAL frames into the database file, off the send path, for as long as the
+/// runtime lives. A failure is logged and the next tick tries again; frames are never lost by a
+/// missed checkpoint, the WAL only grows until one succeeds.
+async fn checkpoint_periodically(pool: SqlitePool) {
+    let mut ticks = tokio::time::interval(CHECKPOINT_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if pool.is_closed() {
+            return;
+        }
+        if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
+            tracing::warn!(%error, "WAL checkpoint failed");
+        }
     }
 }

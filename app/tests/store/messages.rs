@@ -297,3 +297,35 @@ async fn a_batch_larger_than_one_statement_stays_gap_free() {
         734
     );
 }
+
+/// Sends never checkpoint the WAL themselves (that stalled them); a background task copies it
+/// into the database file instead, so the file grows without any send paying for it.
+#[tokio::test]
+async fn the_wal_is_checkpointed_in_the_background() {
+    let (db, dir) = fresh_db().await;
+    let ann = user(&db, "ann").await;
+    let channel = db.create_group(ann.id, "busy", &[], 1).await.unwrap();
+    let file = dir.path().join("dealnest.db");
+    // Let a first checkpoint take the schema in; measure from there.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let before = std::fs::metadata(&file).unwrap().len();
+    let batch: Vec<NewMessage> = (0..2000)
+        .map(|n| NewMessage {
+            channel_id: channel,
+            sender_id: ann.id,
+            client_id: format!("00000000-0000-7000-8000-{n:012}"),
+            body: "x".repeat(200),
+            created_at: 2,
+        })
+        .collect();
+    db.insert_messages(&batch).await.unwrap();
+    let mut grown = false;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if std::fs::metadata(&file).unwrap().len() > before + 200_000 {
+            grown = true;
+            break;
+        }
+    }
+    assert!(grown, "the database file never received the WAL's pages");
+}
