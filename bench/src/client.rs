@@ -189,3 +189,61 @@ pub fn now_micros() -> u64 {
         .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
         .unwrap_or(0)
 }
+
+/// The part of a `message_created` event that receivers check. Only these fields are decoded:
+/// the generator shares the machine with the server, and every microsecond it spends per event
+/// is taken from the server.
+#[derive(serde::Deserialize)]
+struct Delivery<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    #[serde(borrow)]
+    message: Option<DeliveredMessage<'a>>,
+}
+
+/// A delivered message: where it belongs and its body (which carries the generator's stamp).
+#[derive(serde::Deserialize)]
+pub struct DeliveredMessage<'a> {
+    pub channel_id: i64,
+    pub seq: i64,
+    #[serde(borrow)]
+    pub body: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// The message of a `message_created` frame; `None` for any other event.
+pub fn delivered_message(text: &str) -> Option<DeliveredMessage<'_>> {
+    match serde_json::from_str::<Delivery>(text) {
+        Ok(Delivery {
+            kind: "message_created",
+            message,
+        }) => message,
+        _ => None,
+    }
+}
+
+/// What a receiver made of one delivered seq.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SeqCheck {
+    /// Next in its channel; `skipped` seqs before it never arrived (a gap).
+    New { skipped: u64 },
+    /// Already seen (or older than the newest seen).
+    Duplicate,
+}
+
+/// Per-channel newest seq of one receiver, for gap and duplicate counting. One entry per
+/// channel of the run.
+#[derive(Default)]
+pub struct SeqTracker(std::collections::HashMap<i64, i64>);
+
+impl SeqTracker {
+    /// The first seq seen in a channel is taken as the start, not as a gap after 0.
+    pub fn check(&mut self, channel_id: i64, seq: i64) -> SeqCheck {
+        let last = self.0.entry(channel_id).or_insert(seq - 1);
+        if seq <= *last {
+            return SeqCheck::Duplicate;
+        }
+        let skipped = u64::try_from(seq - *last - 1).unwrap_or(0);
+        *last = seq;
+        SeqCheck::New { skipped }
+    }
+}

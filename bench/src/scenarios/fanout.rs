@@ -1,14 +1,13 @@
 //! C channels × M members; senders at a fixed arrival rate stamp each message with its intended
 //! send time, so a stalled server shows up as latency instead of a slower schedule.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::client::{Api, connect, next_text, now_micros};
+use crate::client::{Api, SeqCheck, SeqTracker, connect, delivered_message, next_text, now_micros};
 use crate::report::{Metric, Report, ServerUsage, histogram, percentiles, progress, record};
 use crate::server::Server;
 
@@ -29,22 +28,6 @@ pub struct FanoutArgs {
     /// Warm-up seconds, not measured.
     #[arg(long, default_value_t = 2)]
     pub warmup: u64,
-}
-
-/// The part of a `message_created` event the receivers look at.
-#[derive(serde::Deserialize)]
-struct Delivery<'a> {
-    #[serde(rename = "type")]
-    kind: &'a str,
-    message: Option<DeliveredMessage<'a>>,
-}
-
-#[derive(serde::Deserialize)]
-struct DeliveredMessage<'a> {
-    channel_id: i64,
-    seq: i64,
-    #[serde(borrow)]
-    body: Option<std::borrow::Cow<'a, str>>,
 }
 
 #[derive(Default)]
@@ -73,28 +56,20 @@ pub async fn run(server: &Server, args: FanoutArgs) -> Result<Report, String> {
         let (latencies, counters, measure_from) =
             (latencies.clone(), counters.clone(), measure_from.clone());
         readers.push(tokio::spawn(async move {
-            let mut last_seq: HashMap<i64, i64> = HashMap::new();
+            let mut seqs = SeqTracker::default();
             while let Some(text) = next_text(&mut ws).await {
-                // Only the fields measured are decoded: the generator shares the server's
-                // cores, and every microsecond it spends per event is taken from the server.
-                let Ok(Delivery {
-                    kind: "message_created",
-                    message: Some(message),
-                }) = serde_json::from_str::<Delivery>(text.as_str())
-                else {
+                let Some(message) = delivered_message(text.as_str()) else {
                     continue;
                 };
-                let (channel, seq) = (message.channel_id, message.seq);
-                let last = last_seq.entry(channel).or_insert(seq - 1);
-                if seq <= *last {
-                    counters.duplicated.fetch_add(1, Ordering::Relaxed);
-                    continue;
+                match seqs.check(message.channel_id, message.seq) {
+                    SeqCheck::Duplicate => {
+                        counters.duplicated.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    SeqCheck::New { skipped } => {
+                        counters.lost.fetch_add(skipped, Ordering::Relaxed);
+                    }
                 }
-                counters.lost.fetch_add(
-                    u64::try_from(seq - *last - 1).unwrap_or(0),
-                    Ordering::Relaxed,
-                );
-                *last = seq;
                 let intended: u64 = message
                     .body
                     .as_deref()

@@ -7,7 +7,6 @@
 //! held back by it) shows as latency, not as a slower schedule; the worst latency of each
 //! second of a step shows when a stall happened.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -15,7 +14,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
-use crate::client::{Account, Api, Socket, connect, next_text};
+use crate::client::{
+    Account, Api, SeqCheck, SeqTracker, Socket, connect, delivered_message, next_text,
+};
 use crate::report::{
     Metric, Report, ServerUsage, Table, histogram, max_ms, percentiles, progress, record,
 };
@@ -65,22 +66,6 @@ const GIVE_UP_BEHIND: Duration = Duration::from_secs(10);
 /// How long deliveries may trail the last acknowledgement of a step.
 const DELIVERY_GRACE: Duration = Duration::from_secs(5);
 
-/// The part of a `message_created` event the receivers look at.
-#[derive(serde::Deserialize)]
-struct Delivery<'a> {
-    #[serde(rename = "type")]
-    kind: &'a str,
-    message: Option<DeliveredMessage<'a>>,
-}
-
-#[derive(serde::Deserialize)]
-struct DeliveredMessage<'a> {
-    channel_id: i64,
-    seq: i64,
-    #[serde(borrow)]
-    body: Option<std::borrow::Cow<'a, str>>,
-}
-
 /// Counters the receivers share with the step being run.
 #[derive(Default)]
 struct Receivers {
@@ -99,29 +84,20 @@ struct Receivers {
 /// one overloaded step does not spoil the next ones (its deliveries still count as missing).
 async fn receive(mut ws: Socket, ws_url: String, token: String, shared: Arc<Receivers>) {
     loop {
-        // One entry per channel: bounded by the channels of the run.
-        let mut last_seq: HashMap<i64, i64> = HashMap::new();
+        let mut seqs = SeqTracker::default();
         while let Some(text) = next_text(&mut ws).await {
-            // Only the fields checked are decoded: the generator shares the machine with the
-            // server unless pinned apart.
-            let Ok(Delivery {
-                kind: "message_created",
-                message: Some(message),
-            }) = serde_json::from_str::<Delivery>(text.as_str())
-            else {
+            let Some(message) = delivered_message(text.as_str()) else {
                 continue;
             };
-            let (channel, seq) = (message.channel_id, message.seq);
-            let last = last_seq.entry(channel).or_insert(seq - 1);
-            if seq <= *last {
-                shared.duplicated.fetch_add(1, Ordering::Relaxed);
-                continue;
+            match seqs.check(message.channel_id, message.seq) {
+                SeqCheck::Duplicate => {
+                    shared.duplicated.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                SeqCheck::New { skipped } => {
+                    shared.lost.fetch_add(skipped, Ordering::Relaxed);
+                }
             }
-            shared.lost.fetch_add(
-                u64::try_from(seq - *last - 1).unwrap_or(0),
-                Ordering::Relaxed,
-            );
-            *last = seq;
             let step = message
                 .body
                 .as_deref()
