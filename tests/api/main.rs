@@ -3,6 +3,7 @@
 mod access;
 mod auth;
 mod channels;
+mod crash;
 mod helpers;
 mod messages;
 mod pages;
