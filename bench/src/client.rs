@@ -246,4 +246,26 @@ impl SeqTracker {
         *last = seq;
         SeqCheck::New { skipped }
     }
+
+    /// [`Self::check`], adding a duplicate or a gap to the run's counters; true when the seq
+    /// is new (the delivery counts).
+    pub fn count(
+        &mut self,
+        channel_id: i64,
+        seq: i64,
+        lost: &std::sync::atomic::AtomicU64,
+        duplicated: &std::sync::atomic::AtomicU64,
+    ) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        match self.check(channel_id, seq) {
+            SeqCheck::Duplicate => {
+                duplicated.fetch_add(1, Relaxed);
+                false
+            }
+            SeqCheck::New { skipped } => {
+                lost.fetch_add(skipped, Relaxed);
+                true
+            }
+        }
+    }
 }

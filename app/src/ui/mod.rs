@@ -195,14 +195,18 @@ fn Notice(chat: ChatClient) -> impl IntoView {
     }
 }
 
+/// This tab's `sessionStorage` (drafts, unsent messages); browser only.
+pub fn session_storage() -> Option<web_sys::Storage> {
+    window().session_storage().ok().flatten()
+}
+
 /// Key of the tab's unsent messages in `sessionStorage`.
 const OUTBOX_KEY: &str = "dealnest.outbox";
 
 /// Unsent messages survive a reload of this tab: restored once hydrated, saved on each change.
 fn keep_outbox(chat: ChatClient) {
-    let storage = || window().session_storage().ok().flatten();
     Effect::new(move |_| {
-        let saved = storage()
+        let saved = session_storage()
             .and_then(|s| s.get_item(OUTBOX_KEY).ok().flatten())
             .and_then(|text| serde_json::from_str(&text).ok())
             .unwrap_or_default();
@@ -215,7 +219,7 @@ fn keep_outbox(chat: ChatClient) {
         if first_run_done.is_none() {
             return true;
         }
-        if let Some(storage) = storage() {
+        if let Some(storage) = session_storage() {
             let _ = if entries.is_empty() {
                 storage.remove_item(OUTBOX_KEY)
             } else {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::client::{Api, SeqCheck, SeqTracker, connect, delivered_message, next_text, now_micros};
+use crate::client::{Api, SeqTracker, connect, delivered_message, next_text, now_micros};
 use crate::report::{Metric, Report, ServerUsage, histogram, percentiles, progress, record};
 use crate::server::Server;
 
@@ -61,14 +61,13 @@ pub async fn run(server: &Server, args: FanoutArgs) -> Result<Report, String> {
                 let Some(message) = delivered_message(text.as_str()) else {
                     continue;
                 };
-                match seqs.check(message.channel_id, message.seq) {
-                    SeqCheck::Duplicate => {
-                        counters.duplicated.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    }
-                    SeqCheck::New { skipped } => {
-                        counters.lost.fetch_add(skipped, Ordering::Relaxed);
-                    }
+                if !seqs.count(
+                    message.channel_id,
+                    message.seq,
+                    &counters.lost,
+                    &counters.duplicated,
+                ) {
+                    continue;
                 }
                 let intended: u64 = message
                     .body

@@ -14,9 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
-use crate::client::{
-    Account, Api, SeqCheck, SeqTracker, Socket, connect, delivered_message, next_text,
-};
+use crate::client::{Account, Api, SeqTracker, Socket, connect, delivered_message, next_text};
 use crate::report::{
     Metric, Report, ServerUsage, Table, histogram, max_ms, percentiles, progress, record,
 };
@@ -89,14 +87,13 @@ async fn receive(mut ws: Socket, ws_url: String, token: String, shared: Arc<Rece
             let Some(message) = delivered_message(text.as_str()) else {
                 continue;
             };
-            match seqs.check(message.channel_id, message.seq) {
-                SeqCheck::Duplicate => {
-                    shared.duplicated.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-                SeqCheck::New { skipped } => {
-                    shared.lost.fetch_add(skipped, Ordering::Relaxed);
-                }
+            if !seqs.count(
+                message.channel_id,
+                message.seq,
+                &shared.lost,
+                &shared.duplicated,
+            ) {
+                continue;
             }
             let step = message
                 .body

@@ -11,6 +11,7 @@ use super::{ChannelViewState, load_window, new_client_id};
 use crate::domain::MessageBody;
 use crate::realtime::client::{ChatClient, now_ms};
 use crate::realtime::protocol::ClientEvent;
+use crate::ui::session_storage;
 
 /// How often a typing signal is re-sent while typing (ms).
 const TYPING_EVERY_MS: i64 = 3_000;
@@ -19,10 +20,6 @@ const COUNT_FROM: usize = MessageBody::MAX_CHARS - 500;
 
 fn draft_key(channel_id: i64) -> String {
     format!("dealnest.draft.{channel_id}")
-}
-
-fn session_storage() -> Option<web_sys::Storage> {
-    window().session_storage().ok().flatten()
 }
 
 fn load_draft(channel_id: i64) -> String {
