@@ -256,6 +256,73 @@ async fn a_batch_stores_in_order_across_channels_and_skips_what_it_must() {
     );
 }
 
+/// A batch of one takes the single-statement path: it must apply the same rules.
+#[tokio::test]
+async fn a_lone_send_skips_what_it_must_and_advances_pointers() {
+    let (db, _dir) = fresh_db().await;
+    let (ann, bob, eve) = (
+        user(&db, "ann").await,
+        user(&db, "bob").await,
+        user(&db, "eve").await,
+    );
+    let deals = db
+        .create_group(ann.id, "deals", &[bob.id], 1)
+        .await
+        .unwrap();
+    let news = db.create_group(bob.id, "news", &[], 1).await.unwrap();
+    let new = |channel_id, sender_id, client_id: &str| NewMessage {
+        channel_id,
+        sender_id,
+        client_id: client_id.to_owned(),
+        body: format!("from {client_id}"),
+        created_at: 2,
+    };
+    let mut seqs = Vec::new();
+    for message in [
+        new(deals, ann.id, "a1"),
+        new(deals, bob.id, "b1"),
+        // The key again, in the same channel and in another: nothing stored.
+        new(deals, ann.id, "a1"),
+        new(news, bob.id, "b1"),
+        // Not a member, and no such channel.
+        new(deals, eve.id, "e1"),
+        new(9999, ann.id, "a2"),
+        new(news, bob.id, "b2"),
+        new(deals, ann.id, "a3"),
+    ] {
+        let stored = db.insert_messages(&[message]).await.unwrap();
+        assert_eq!(stored.len(), 1);
+        seqs.push(stored[0].map(|s| s.seq));
+    }
+    assert_eq!(
+        seqs,
+        [Some(1), Some(2), None, None, None, None, Some(1), Some(3)]
+    );
+    let pointers: Vec<_> = db
+        .read_state(deals)
+        .await
+        .unwrap()
+        .pointers
+        .iter()
+        .map(|p| (p.user_id, p.last_read_seq))
+        .collect();
+    assert_eq!(
+        pointers,
+        [(ann.id, 3), (bob.id, 2)],
+        "senders read their own"
+    );
+    for (channel, last_seq) in [(deals, 3), (news, 1)] {
+        let access = db.channel_access(channel, bob.id).await.unwrap().unwrap();
+        assert_eq!(access.last_seq, last_seq);
+    }
+    assert!(
+        db.message_by_client_id(eve.id, "e1")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
 #[tokio::test]
 async fn a_batch_larger_than_one_statement_stays_gap_free() {
     let (db, _dir) = fresh_db().await;
