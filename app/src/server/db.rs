@@ -94,18 +94,24 @@ impl SqliteDb {
         {
             std::fs::create_dir_all(folder).map_err(|e| StoreError::Database(e.into()))?;
         }
+        // No ping before handing out a pooled connection (sqlx's default): a SQLite connection
+        // is a file in this process, not a socket that can die, and each ping is one more round
+        // trip to the connection's thread on every query.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .connect_with(options.clone().pragma("wal_autocheckpoint", "0"))
             .await?;
         sqlx::migrate!("../migrations/sqlite").run(&writer).await?;
         let checkpointer = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await?;
         tokio::spawn(checkpoint_periodically(checkpointer));
         let reader = SqlitePoolOptions::new()
             .max_connections(8)
+            .test_before_acquire(false)
             .connect_with(options)
             .await?;
         Ok(Self { writer, reader })
