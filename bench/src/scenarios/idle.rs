@@ -80,8 +80,8 @@ async fn spawn_worker(args: &WorkerArgs) -> Result<Child, String> {
         .arg("idle-worker")
         .arg("--ws-url")
         .arg(&args.ws_url)
-        .arg("--tokens")
-        .arg(args.tokens.join(","))
+        // `=`: a session token may begin with `-` (base64url), which would read as a flag.
+        .arg(format!("--tokens={}", args.tokens.join(",")))
         .arg("--count")
         .arg(args.count.to_string())
         .stdin(Stdio::piped())
