@@ -83,7 +83,7 @@ async fn run(db: Arc<dyn Database>, hub: Hub, mut queue: mpsc::Receiver<Pending>
             .unzip();
         metrics::writer_batch(messages.len());
         let results = store(db.as_ref(), &messages).await;
-        let committed_at = Instant::now();
+        let stored_messages = metrics::StoredMessages::committed_now();
         // Published before anyone is answered, in the order stored: per channel, that is seq
         // order, so the hub never sees seq 6 before seq 5.
         for ((message, (sender_name, reply, queued_at)), result) in
@@ -91,7 +91,7 @@ async fn run(db: Arc<dyn Database>, hub: Hub, mut queue: mpsc::Receiver<Pending>
         {
             let answer = result.map(|stored| {
                 stored.map(|stored| {
-                    metrics::message_stored(queued_at, committed_at);
+                    stored_messages.record(queued_at);
                     let message = stored_message(message, sender_name, stored);
                     hub.publish(
                         Target::Channel(message.channel_id),
