@@ -11,6 +11,7 @@ use serde_json::json;
 use tokio::process::{Child, Command};
 
 use crate::helpers::TestApp;
+use crate::proxy::Proxy;
 
 /// Every series the session below must leave in the exposition (with a `# HELP` line).
 const DESCRIBED: &[&str] = &[
@@ -46,8 +47,8 @@ fn free_port() -> u16 {
 }
 
 /// The server binary with metrics on, a login throttle of one attempt per username, no presence
-/// grace period, and a Redis that is not there (so Redis errors and `redis_up` have values).
-async fn start_with_metrics() -> (Child, TestApp, SocketAddr) {
+/// grace period, and presence on the Redis at `redis_url` (with keys of its own).
+async fn start_with_metrics(redis_url: &str) -> (Child, TestApp, SocketAddr) {
     let data = tempfile::tempdir().expect("temp dir");
     let (port, metrics_port) = (free_port(), free_port());
     let child = Command::new(env!("CARGO_BIN_EXE_dealnest-chat"))
@@ -58,8 +59,11 @@ async fn start_with_metrics() -> (Child, TestApp, SocketAddr) {
         .env("METRICS_BIND", format!("127.0.0.1:{metrics_port}"))
         .env("LOGIN_PER_USER_PER_MINUTE", "1")
         .env("PRESENCE_GRACE_SECS", "0")
-        // Nothing listens on port 1: presence starts in memory and keeps retrying.
-        .env("REDIS_URL", "redis://127.0.0.1:1")
+        .env("REDIS_URL", redis_url)
+        .env(
+            "REDIS_PREFIX",
+            format!("dealnest-test-{}", uuid::Uuid::new_v4()),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -190,7 +194,9 @@ const SEND: &[(&str, &str)] = &[
 
 #[tokio::test]
 async fn a_scripted_session_moves_every_series_and_the_main_port_has_no_metrics() {
-    let (_child, app, metrics) = start_with_metrics().await;
+    // Nothing listens on port 1: presence starts in memory and keeps retrying, so Redis errors
+    // and `redis_up` have values.
+    let (_child, app, metrics) = start_with_metrics("redis://127.0.0.1:1").await;
     let ann = app.signup("ann").await;
     let bob = app.signup("bob").await;
     let channel = app.group(&ann, &[&bob]).await;
@@ -361,6 +367,41 @@ async fn a_scripted_session_moves_every_series_and_the_main_port_has_no_metrics(
         .await
         .expect("request");
     assert_eq!(other.status(), 404);
+}
+
+/// `redis_up` follows Redis down, up and down again, and each failure is counted.
+#[tokio::test]
+async fn redis_up_and_redis_errors_follow_an_outage() {
+    let upstream = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let proxy = Proxy::reserve(upstream.trim_start_matches("redis://")).await;
+    let (_child, app, metrics) = start_with_metrics(&proxy.url()).await;
+    let at_start = Scrape::take(&app.http, metrics).await;
+    assert_eq!(at_start.value("redis_up", &[]), 0.0);
+    assert!(at_start.value("redis_errors_total", &[]) >= 1.0);
+
+    proxy.up().await;
+    let mut up = Scrape::take(&app.http, metrics).await;
+    for _ in 0..100 {
+        if up.value("redis_up", &[]) == 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        up = Scrape::take(&app.http, metrics).await;
+    }
+    assert_eq!(up.value("redis_up", &[]), 1.0, "reachable again");
+
+    // Down again: the next presence change finds out, falls back to memory and says so.
+    proxy.down();
+    let ann = app.signup("ann").await;
+    let ann_ws = app.ws(&ann).await;
+    let down = Scrape::take(&app.http, metrics).await;
+    assert_eq!(down.value("redis_up", &[]), 0.0);
+    assert!(down.delta(&up, "redis_errors_total", &[]) >= 1.0);
+    assert_eq!(
+        down.delta(&up, "presence_changes_total", &[("state", "online")]),
+        1.0
+    );
+    ann_ws.close().await;
 }
 
 #[test]
