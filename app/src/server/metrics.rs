@@ -1,15 +1,16 @@
 //! Prometheus metrics: every metric's name and description, the helpers the services call, the
 //! HTTP middleware, and the `/metrics` listener.
 //!
-//! Call sites use the small functions below (`metrics::message_sent()`), never the macros with
-//! a name of their own, so this file is the one list an operator's dashboard is built from
-//! (docs/OPERATIONS.md has the same table).
+//! Call sites use the small functions below (`metrics::presence_changed(state)`), never the
+//! macros with a name of their own, so this file is the one list an operator's dashboard is
+//! built from (docs/OPERATIONS.md has the same table).
 //!
 //! Off by default. Only `--metrics-bind` installs the process-wide recorder ([`install`]);
 //! without it the `metrics` macros find no recorder and do nothing (a load of a global pointer),
-//! and the HTTP middleware is not even added to the router ([`enabled`]). Label values are
-//! string literals chosen by a `match` wherever they can be, so recording allocates nothing;
-//! only the HTTP endpoint and status labels are built per request, and only while enabled.
+//! and the HTTP middleware is not even added to the router ([`enabled`]). On the hot paths
+//! (fan-out, the writer, typing, session lookups) label values are string literals chosen by a
+//! `match`, so recording allocates nothing; the HTTP labels are built per request, and only
+//! while enabled.
 
 use std::convert::Infallible;
 use std::future::IntoFuture;
