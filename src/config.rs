@@ -77,6 +77,12 @@ pub struct Config {
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 19_500)]
     pub max_connections: usize,
 
+    /// Serve Prometheus metrics at `http://<this address>/metrics`, e.g. `127.0.0.1:9100`. Off
+    /// when unset: no recorder is installed and nothing is measured. Never the public address:
+    /// the figures are for operators only.
+    #[arg(long, env = "METRICS_BIND")]
+    pub metrics_bind: Option<SocketAddr>,
+
     /// Other origins whose pages may open `/ws` with the session cookie (comma-separated),
     /// e.g. `https://chat.example.com`. The app's own origin is always allowed.
     #[arg(long, env = "ALLOWED_ORIGINS", value_delimiter = ',')]

@@ -36,6 +36,12 @@ async fn main() -> ExitCode {
 }
 
 async fn run(config: Config) -> Result<(), StartupError> {
+    if let Some(metrics_addr) = config.metrics_bind {
+        let listener = TcpListener::bind(metrics_addr).await?;
+        let metrics_addr = listener.local_addr()?;
+        startup::start_metrics(listener)?;
+        tracing::info!(%metrics_addr, "Prometheus metrics on http://{metrics_addr}/metrics");
+    }
     let leptos_options = startup::leptos_options()?;
     let addr = config.bind_addr(leptos_options.site_addr);
     let state =

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use app::error::ApiError;
+use app::server::metrics::{self, MetricsError};
 use app::server::{AppConfig, AppState, Database, SqliteDb, StoreError};
 use app::{App, shell};
 use axum::Router;
@@ -42,6 +43,8 @@ pub enum StartupError {
     Leptos(String),
     #[error("network: {0}")]
     Io(#[from] std::io::Error),
+    #[error("metrics: {0}")]
+    Metrics(#[from] MetricsError),
 }
 
 /// Opens the database named by `database_url`, applying migrations.
@@ -104,12 +107,26 @@ pub async fn build_state(
     Ok(AppState::new(db, config, leptos_options).await)
 }
 
+/// Turns metrics on and serves them on `listener` (`--metrics-bind`), apart from the public
+/// port. Call before [`build_state`] and [`router`], so the services record from their start
+/// and the router measures requests.
+pub fn start_metrics(listener: TcpListener) -> Result<(), StartupError> {
+    let exporter = metrics::install()?;
+    tokio::spawn(async move {
+        if let Err(error) = exporter.serve(listener).await {
+            tracing::error!(%error, "metrics listener stopped");
+        }
+    });
+    Ok(())
+}
+
 /// The whole HTTP surface: pages, `/api/*` server functions, `/ws`, static files and `/health`.
+/// With metrics on, every request is counted and timed under its matched route.
 pub fn router(state: AppState) -> Router {
     let routes = generate_route_list(App);
     let context_state = state.clone();
     let shell_options = state.leptos_options.clone();
-    Router::new()
+    let router = Router::new()
         .route("/health", get(health))
         .route("/ws", get(app::realtime::ws::upgrade))
         // Server functions are registered at exact paths; anything else under /api is a typed 404.
@@ -129,8 +146,14 @@ pub fn router(state: AppState) -> Router {
             DefaultPredicate::new().and(NotForContentType::const_new("application/wasm")),
         ))
         .layer(CatchPanicLayer::custom(panic_response))
-        .layer(TraceLayer::new_for_http())
-        .with_state(state)
+        .layer(TraceLayer::new_for_http());
+    // Outermost, so it sees the answer every other layer settled on (a 413, a panic's 500).
+    let router = if metrics::enabled() {
+        router.layer(axum::middleware::from_fn(metrics::track_http))
+    } else {
+        router
+    };
+    router.with_state(state)
 }
 
 /// Liveness: storage reachability, open connections, and where presence is decided.

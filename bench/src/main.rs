@@ -10,8 +10,9 @@ mod server;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
+use report::Report;
 use scenarios::{fanout, history, idle, ingest, presence, ramp, receipts};
 use server::{Launch, Server};
 
@@ -37,6 +38,18 @@ struct Cli {
     /// Print JSON instead of a table.
     #[arg(long, global = true)]
     json: bool,
+    /// Prometheus metrics in the started server (served on --port + 1): off, on, or both — the
+    /// scenario then runs twice, off and then on, each on a fresh server, and the two reports
+    /// are compared side by side.
+    #[arg(long, global = true, value_enum, default_value_t = Metrics::Off)]
+    metrics: Metrics,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Metrics {
+    Off,
+    On,
+    Both,
 }
 
 #[derive(Debug, Subcommand)]
@@ -72,7 +85,7 @@ impl Scenario {
     }
 }
 
-async fn start(cli: &Cli) -> Result<Server, String> {
+async fn start(cli: &Cli, metrics: bool) -> Result<Server, String> {
     let server_cpu = match &cli.scenario {
         Scenario::Ramp(args) => args.server_cpu.as_deref(),
         _ => None,
@@ -82,6 +95,10 @@ async fn start(cli: &Cli) -> Result<Server, String> {
         Some(_) if server_cpu.is_some() => Err(
             "--server-cpu pins a server the bench starts; pin one given by --url yourself \
              (taskset -a -p -c <list> <pid>)"
+                .into(),
+        ),
+        Some(_) if cli.metrics != Metrics::Off => Err(
+            "--metrics sets up a server the bench starts; give yours --metrics-bind yourself"
                 .into(),
         ),
         Some(url) => Ok(Server::external(url.clone(), cli.server_pid.unwrap_or(0))),
@@ -96,6 +113,7 @@ async fn start(cli: &Cli) -> Result<Server, String> {
                 env: cli.scenario.server_env(),
                 database: None,
                 wrapper,
+                metrics_port: metrics.then_some(cli.port.saturating_add(1)),
             })
             .await
         }
@@ -198,12 +216,59 @@ async fn smoke(server: &Server, json: bool) -> Result<bool, String> {
     Ok(healthy)
 }
 
+/// What one run of a scenario produced.
+enum Outcome {
+    Report(Report),
+    /// `smoke` prints its own reports; whether every correctness check held.
+    Smoke(bool),
+}
+
 async fn run(cli: Cli) -> Result<bool, String> {
     if let Scenario::IdleWorker(args) = cli.scenario {
         idle::worker(args).await?;
         return Ok(true);
     }
-    let server = start(&cli).await?;
+    if let Scenario::Ramp(ramp::RampArgs {
+        bench_cpu: Some(_),
+        server_cpu: None,
+        ..
+    }) = &cli.scenario
+        && cli.metrics == Metrics::Both
+    {
+        // The second server would start on the CPUs the bench pinned itself to.
+        return Err("--metrics both with --bench-cpu needs --server-cpu too".into());
+    }
+    let runs: &[bool] = match cli.metrics {
+        Metrics::Off => &[false],
+        Metrics::On => &[true],
+        Metrics::Both => &[false, true],
+    };
+    let mut reports = Vec::new();
+    for &metrics in runs {
+        match run_once(&cli, metrics).await? {
+            Outcome::Smoke(true) => {}
+            Outcome::Smoke(false) => return Ok(false),
+            Outcome::Report(mut report) => {
+                if let Some(parameters) = report.parameters.as_object_mut() {
+                    parameters.insert(
+                        "metrics".into(),
+                        (if metrics { "on" } else { "off" }).into(),
+                    );
+                }
+                report::print(&report, cli.json);
+                reports.push(report);
+            }
+        }
+    }
+    if let [off, on] = reports.as_slice() {
+        report::print_comparison(off, on, cli.json);
+    }
+    Ok(true)
+}
+
+/// Starts a server (with or without metrics), runs the scenario on it and stops it.
+async fn run_once(cli: &Cli, metrics: bool) -> Result<Outcome, String> {
+    let server = start(cli, metrics).await?;
     // Pinned only after the server started: a child inherits its parent's CPUs, and without
     // --server-cpu the server should keep all of them.
     if let Scenario::Ramp(ramp::RampArgs {
@@ -226,14 +291,12 @@ async fn run(cli: Cli) -> Result<bool, String> {
         Scenario::Smoke => {
             let healthy = smoke(&server, cli.json).await;
             server.stop().await;
-            return healthy;
+            return healthy.map(Outcome::Smoke);
         }
         Scenario::IdleWorker(_) => unreachable!("handled above"),
     };
     server.stop().await;
-    let report = report?;
-    report::print(&report, cli.json);
-    Ok(true)
+    report.map(Outcome::Report)
 }
 
 #[tokio::main]

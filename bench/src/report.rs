@@ -238,3 +238,54 @@ pub fn progress(line: &str) {
     eprint!("\r\x1b[2K{line}");
     let _ = std::io::stderr().flush();
 }
+
+/// The same scenario without and with the server's Prometheus metrics, metric by metric, with
+/// the change in percent (issue 10's target: within 3 %).
+pub fn print_comparison(off: &Report, on: &Report, json: bool) {
+    let change = |off: f64, on: f64| {
+        if off == 0.0 {
+            None
+        } else {
+            Some((on - off) / off.abs() * 100.0)
+        }
+    };
+    let mut rows: Vec<(String, f64, f64, &'static str)> = off
+        .metrics
+        .iter()
+        .filter_map(|before| {
+            let after = on.metrics.iter().find(|m| m.name == before.name)?;
+            Some((before.name.clone(), before.value, after.value, before.unit))
+        })
+        .collect();
+    rows.push((
+        "server CPU".into(),
+        off.server.cpu_percent,
+        on.server.cpu_percent,
+        "% core",
+    ));
+    if json {
+        let rows: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(name, off_value, on_value, unit)| {
+                serde_json::json!({ "metric": name, "unit": unit, "metrics_off": off_value,
+                                    "metrics_on": on_value,
+                                    "change_percent": change(*off_value, *on_value) })
+            })
+            .collect();
+        let comparison = serde_json::json!({ "scenario": off.scenario, "comparison": rows });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&comparison).unwrap_or_default()
+        );
+        return;
+    }
+    println!("\n== {}: metrics off vs on", off.scenario);
+    println!(
+        "{:<34} {:>14} {:>14}  {:<10} {:>9}",
+        "metric", "off", "on", "unit", "change"
+    );
+    for (name, off_value, on_value, unit) in &rows {
+        let change = change(*off_value, *on_value).map_or("—".into(), |c| format!("{c:+.1} %"));
+        println!("{name:<34} {off_value:>14.3} {on_value:>14.3}  {unit:<10} {change:>9}");
+    }
+}

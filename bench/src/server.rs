@@ -25,6 +25,8 @@ pub struct Launch<'a> {
     /// A command the binary is started under, e.g. `taskset -c 0`. It must exec the binary
     /// (taskset does) so the child's pid, whose `/proc` stats are read, is the server's.
     pub wrapper: Vec<String>,
+    /// Turn Prometheus metrics on, served on this port (`--metrics-bind 127.0.0.1:<port>`).
+    pub metrics_port: Option<u16>,
 }
 
 impl Server {
@@ -56,6 +58,9 @@ impl Server {
         for (key, value) in &launch.env {
             command.env(key, value);
         }
+        if let Some(metrics_port) = launch.metrics_port {
+            command.env("METRICS_BIND", format!("127.0.0.1:{metrics_port}"));
+        }
         let child = command.spawn().map_err(|e| {
             let binary = launch.binary.display();
             if launch.wrapper.is_empty() {
@@ -75,6 +80,9 @@ impl Server {
             _data: Some(data),
         };
         server.wait_healthy().await?;
+        if let Some(metrics_port) = launch.metrics_port {
+            server.check_metrics(metrics_port).await?;
+        }
         Ok(server)
     }
 
@@ -98,6 +106,20 @@ impl Server {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         Err(format!("server at {} did not become healthy", self.url))
+    }
+
+    /// A run "with metrics" must really have them: one scrape, as Prometheus would make.
+    async fn check_metrics(&self, port: u16) -> Result<(), String> {
+        let url = format!("http://127.0.0.1:{port}/metrics");
+        let scraped = reqwest::get(&url)
+            .await
+            .map_err(|e| format!("no metrics at {url}: {e}"))?;
+        let text = scraped.text().await.map_err(|e| e.to_string())?;
+        if text.contains("websocket_connections_total") {
+            Ok(())
+        } else {
+            Err(format!("{url} did not answer with the server's metrics"))
+        }
     }
 
     pub fn ws_url(&self) -> String {

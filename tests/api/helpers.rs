@@ -114,6 +114,21 @@ impl TestApp {
         }
     }
 
+    /// Talks to a server started some other way (the real binary in a child process, say),
+    /// whose data folder is `data`.
+    pub fn attach(addr: SocketAddr, data: TempDir) -> Self {
+        Self {
+            addr,
+            base: format!("http://{addr}"),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+            _data: data,
+            stop: None,
+        }
+    }
+
     /// POSTs JSON to `/api/{endpoint}`, with a bearer token when given.
     pub async fn call(&self, endpoint: &str, token: Option<&str>, body: Value) -> Reply {
         let mut request = self

@@ -6,6 +6,7 @@ mod channels;
 mod crash;
 mod helpers;
 mod messages;
+mod metrics;
 mod pages;
 mod presence;
 mod proxy;

@@ -5,6 +5,7 @@
 //! cost of a commit is shared.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -13,8 +14,8 @@ use super::store::{NewMessage, Stored};
 use crate::realtime::broker::Target;
 use crate::realtime::hub::Hub;
 use crate::realtime::protocol::ServerEvent;
-use crate::server::Database;
 use crate::server::db::StoreResult;
+use crate::server::{Database, metrics};
 
 /// Most sends stored in one transaction: bounds how long other writers wait for the connection.
 const MAX_BATCH: usize = 256;
@@ -26,6 +27,8 @@ struct Pending {
     message: NewMessage,
     sender_name: String,
     reply: oneshot::Sender<StoreResult<Option<Message>>>,
+    /// When the send reached the writer, for the send→durable latency.
+    queued_at: Instant,
 }
 
 /// Cheap handle to the writer task.
@@ -60,6 +63,7 @@ impl MessageWriter {
                 message,
                 sender_name,
                 reply,
+                queued_at: Instant::now(),
             })
             .await
             .map_err(|_| WriterStopped)?;
@@ -72,16 +76,22 @@ async fn run(db: Arc<dyn Database>, hub: Hub, mut queue: mpsc::Receiver<Pending>
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let (messages, waiters): (Vec<_>, Vec<_>) = batch
             .drain(..)
-            .map(|pending| (pending.message, (pending.sender_name, pending.reply)))
+            .map(|pending| {
+                let waiter = (pending.sender_name, pending.reply, pending.queued_at);
+                (pending.message, waiter)
+            })
             .unzip();
+        metrics::writer_batch(messages.len());
         let results = store(db.as_ref(), &messages).await;
+        let stored_messages = metrics::StoredMessages::committed_now();
         // Published before anyone is answered, in the order stored: per channel, that is seq
         // order, so the hub never sees seq 6 before seq 5.
-        for ((message, (sender_name, reply)), result) in
+        for ((message, (sender_name, reply, queued_at)), result) in
             messages.into_iter().zip(waiters).zip(results)
         {
             let answer = result.map(|stored| {
                 stored.map(|stored| {
+                    stored_messages.record(queued_at);
                     let message = stored_message(message, sender_name, stored);
                     hub.publish(
                         Target::Channel(message.channel_id),

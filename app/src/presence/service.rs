@@ -21,7 +21,7 @@ use crate::realtime::broker::Target;
 use crate::realtime::hub::{ConnId, Hub};
 use crate::realtime::protocol::ServerEvent;
 use crate::server::error::ServiceResult;
-use crate::server::{AppState, Database, now_ms};
+use crate::server::{AppState, Database, metrics, now_ms};
 
 /// Most users one snapshot may ask for.
 pub const MAX_SNAPSHOT_USERS: usize = 500;
@@ -113,9 +113,11 @@ impl PresenceService {
                     }
                     Err(error) => {
                         tracing::warn!(%error, "presence: Redis unreachable at start; using memory until it is back");
+                        metrics::redis_error();
                         None
                     }
                 };
+                metrics::redis_up(manager.is_some());
                 Some(RedisSide {
                     leases,
                     up: AtomicBool::new(manager.is_some()),
@@ -276,6 +278,7 @@ impl PresenceService {
 
     /// Tells everyone who shares a channel with `user_id`; going offline also stores last-seen.
     async fn announce(&self, user_id: i64, state: PresenceState) {
+        metrics::presence_changed(state);
         {
             // Also when Redis decided: a fallback to memory then starts from what was announced.
             let mut announced = lock(&self.inner.announced);
@@ -353,9 +356,11 @@ impl PresenceService {
     }
 
     fn redis_failed(&self, error: &redis::RedisError) {
+        metrics::redis_error();
         if let Some(redis) = &self.inner.redis
             && redis.up.swap(false, Ordering::Relaxed)
         {
+            metrics::redis_up(false);
             tracing::warn!(%error, "presence: Redis unreachable; falling back to in-memory presence");
         }
     }
@@ -407,16 +412,26 @@ async fn redis_upkeep(weak: Weak<Inner>) {
         if let Some(redis) = &service.inner.redis {
             if redis.up.load(Ordering::Relaxed) {
                 sweep(&service).await;
-            } else if let Ok(mut manager) = redis.leases.connect().await {
-                match service.resync(redis, &mut manager).await {
-                    Ok(()) => {
-                        *redis.manager.write().unwrap_or_else(|p| p.into_inner()) = Some(manager);
-                        redis.up.store(true, Ordering::Relaxed);
-                        tracing::info!(
-                            "presence: Redis reachable again; presence is shared through it"
-                        );
-                    }
-                    Err(error) => tracing::debug!(%error, "presence: Redis resync failed"),
+            } else {
+                match redis.leases.connect().await {
+                    Ok(mut manager) => match service.resync(redis, &mut manager).await {
+                        Ok(()) => {
+                            *redis.manager.write().unwrap_or_else(|p| p.into_inner()) =
+                                Some(manager);
+                            redis.up.store(true, Ordering::Relaxed);
+                            metrics::redis_up(true);
+                            tracing::info!(
+                                "presence: Redis reachable again; presence is shared through it"
+                            );
+                        }
+                        Err(error) => {
+                            metrics::redis_error();
+                            tracing::debug!(%error, "presence: Redis resync failed");
+                        }
+                    },
+                    // Counted on every try, so the error rate stays up for as long as Redis is
+                    // down (no operation is tried against it meanwhile).
+                    Err(_) => metrics::redis_error(),
                 }
             }
         }

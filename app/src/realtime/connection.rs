@@ -28,7 +28,7 @@ use super::protocol::{
 };
 use crate::auth::server::AuthUser;
 use crate::messages::{Message, PageCursor};
-use crate::server::{AppState, now_ms};
+use crate::server::{AppState, metrics, now_ms};
 
 /// Events held back per channel during a replay before the connection counts as lagging.
 const MAX_HELD_BACK: usize = 2_000;
@@ -78,6 +78,16 @@ enum Stop {
     /// The peer closed or vanished: nothing more to send.
     Gone,
     Close(u16, &'static str),
+}
+
+impl Stop {
+    /// The close code this end sends, if any.
+    fn code(&self) -> Option<u16> {
+        match self {
+            Self::Gone => None,
+            Self::Close(code, _) => Some(*code),
+        }
+    }
 }
 
 struct TokenBucket {
@@ -149,6 +159,7 @@ pub async fn run(
     user: AuthUser,
     mut registration: Registration,
 ) {
+    let open = metrics::websocket_opened();
     let id = registration.id;
     let kick = registration.kick.clone();
     let rx = &mut registration.rx;
@@ -228,6 +239,8 @@ pub async fn run(
     }
     // Gone from the hub and from presence at once; the close handshake below may take a while.
     drop(registration);
+    drop(open);
+    metrics::websocket_closed(result.as_ref().err().and_then(Stop::code));
     Box::pin(conn.state.presence.disconnected(user_id, id)).await;
     if let Err(Stop::Close(code, reason)) = result {
         // A client that stopped reading may never take the close frame or answer it: give up
@@ -530,7 +543,9 @@ impl Connection {
             return Ok(());
         }
         let user_id = self.user.id;
-        if let Some(expires_at) = self.state.typing.started(user_id, channel_id, now_ms()) {
+        let expires_at = self.state.typing.started(user_id, channel_id, now_ms());
+        metrics::typing_event(expires_at.is_some());
+        if let Some(expires_at) = expires_at {
             self.state.hub.publish(
                 Target::ChannelExcept {
                     channel_id,

@@ -13,6 +13,7 @@ use tokio::sync::{Notify, mpsc};
 
 use super::broker::{Broker, BusMessage, LocalBroker, Target};
 use super::protocol::{ServerEvent, close_code};
+use crate::server::metrics;
 
 pub type ConnId = u64;
 
@@ -244,12 +245,20 @@ impl LocalFanout {
     fn deliver(&self, target: &Target, event: &ServerEvent) {
         let outbound = Arc::new(Outbound::new(event));
         let registry = self.read();
-        let send = |conn_id: &ConnId| {
+        // Counted here and recorded once per event, not once per recipient.
+        let (mut delivered, mut dropped) = (0, 0);
+        let mut send = |conn_id: &ConnId| {
             let Some(conn) = registry.conns.get(conn_id) else {
                 return;
             };
-            if let Err(mpsc::error::TrySendError::Full(_)) = conn.tx.try_send(outbound.clone()) {
-                conn.kick.close(close_code::LAGGING);
+            match conn.tx.try_send(outbound.clone()) {
+                Ok(()) => delivered += 1,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    dropped += 1;
+                    conn.kick.close(close_code::LAGGING);
+                }
+                // The connection is ending; its queue is gone.
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
             }
         };
         match target {
@@ -259,7 +268,7 @@ impl LocalFanout {
                     .get(channel_id)
                     .into_iter()
                     .flatten()
-                    .for_each(send);
+                    .for_each(&mut send);
             }
             Target::ChannelExcept {
                 channel_id,
@@ -275,7 +284,7 @@ impl LocalFanout {
                         .get(id)
                         .is_some_and(|c| c.user_id != *user_id)
                 })
-                .for_each(send),
+                .for_each(&mut send),
             Target::Users(users) => {
                 for user in users {
                     registry
@@ -283,10 +292,12 @@ impl LocalFanout {
                         .get(user)
                         .into_iter()
                         .flatten()
-                        .for_each(send);
+                        .for_each(&mut send);
                 }
             }
         }
+        drop(registry);
+        metrics::events_fanned_out(delivered, dropped);
     }
 }
 

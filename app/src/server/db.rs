@@ -48,7 +48,10 @@ impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
         match error.as_database_error() {
             Some(db) if db.is_unique_violation() => Self::Unique(db.message().to_owned()),
-            _ => Self::Database(error),
+            _ => {
+                super::metrics::database_error(&error);
+                Self::Database(error)
+            }
         }
     }
 }

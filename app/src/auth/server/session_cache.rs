@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::AuthUser;
+use crate::server::metrics;
 
 /// Sessions kept at most; beyond this the cache drops stale entries, then starts over.
 const MAX_ENTRIES: usize = 100_000;
@@ -55,10 +56,12 @@ impl SessionCache {
             .entries
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        entries
+        let user = entries
             .get(token_hash)
             .filter(|entry| entry.expires_at > now_ms && entry.fresh_until > Instant::now())
-            .map(|entry| entry.user.clone())
+            .map(|entry| entry.user.clone());
+        metrics::session_cache_lookup(user.is_some());
+        user
     }
 
     /// Remembers a session read from the database, unless a session was removed since `epoch`

@@ -12,6 +12,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::error::ApiError;
 use crate::server::AppConfig;
+use crate::server::metrics::{self, Throttle};
 
 /// How often (in checks) idle keys are dropped so the limiter's memory stays bounded.
 const PRUNE_EVERY: u64 = 4096;
@@ -49,6 +50,7 @@ impl AuthThrottle {
             .per_user
             .check_key(&username.to_owned())
             .map_err(|not_until| {
+                metrics::login_throttled(Throttle::PerUsername);
                 throttled(
                     not_until.wait_time_from(DefaultClock::default().now()),
                     "too many log-in attempts for this username",
@@ -61,6 +63,7 @@ impl AuthThrottle {
         self.prune_now_and_then();
         let Some(ip) = ip else { return Ok(()) };
         self.inner.per_ip.check_key(&ip).map_err(|not_until| {
+            metrics::login_throttled(Throttle::PerIp);
             throttled(
                 not_until.wait_time_from(DefaultClock::default().now()),
                 "too many attempts from this address",
