@@ -49,6 +49,7 @@ export default defineConfig({
       LOG_LEVEL: 'warn',
       // Short grace so "goes offline" is observable quickly.
       PRESENCE_GRACE_SECS: '1',
+      DRAIN_SECS: '1',
     },
   },
 });

@@ -87,6 +87,23 @@ pub struct Config {
     /// e.g. `https://chat.example.com`. The app's own origin is always allowed.
     #[arg(long, env = "ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
+
+    /// Seconds a stop (SIGTERM, Ctrl-C) spends draining: `/ready` answers 503, new WebSockets
+    /// are refused and open ones are closed with 1012, each at a random moment in this window;
+    /// then the listener closes, requests in flight finish and the process exits 0.
+    #[arg(long, env = "DRAIN_SECS", default_value_t = 10)]
+    pub drain_secs: u64,
+
+    /// Log line format: `text` (human-readable) or `json` (one JSON object per line, with the
+    /// request id and user id on request spans).
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 impl Config {
@@ -116,6 +133,7 @@ impl Config {
                 ..defaults.presence
             },
             allowed_origins: self.allowed_origins.clone(),
+            drain: Duration::from_secs(self.drain_secs),
         }
     }
 

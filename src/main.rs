@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use dealnest_chat::config::Config;
+use dealnest_chat::config::{Config, LogFormat};
 use dealnest_chat::startup::{self, StartupError};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
@@ -17,11 +17,17 @@ async fn main() -> ExitCode {
     let config = Config::parse();
     // Every WebSocket is an open file: use the whole allowance (the soft limit is often 1024).
     let open_files = rlimit::increase_nofile_limit(u64::MAX);
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_new(&config.log_level).unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
+    let filter = EnvFilter::try_new(&config.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
+    match config.log_format {
+        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        // Each line lists the spans it is in with their fields (`spans`): a request's line
+        // carries its `request_id` and `user_id` however deep the code that logged it.
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_span_list(true)
+            .with_env_filter(filter)
+            .init(),
+    }
     match open_files {
         Ok(limit) => tracing::info!(limit, "open-file limit"),
         Err(error) => tracing::warn!(%error, "could not raise the open-file limit"),

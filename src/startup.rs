@@ -26,6 +26,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
 use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate};
 use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
@@ -128,6 +129,7 @@ pub fn router(state: AppState) -> Router {
     let shell_options = state.leptos_options.clone();
     let router = Router::new()
         .route("/health", get(health))
+        .route("/ready", get(ready))
         .route("/ws", get(app::realtime::ws::upgrade))
         // Server functions are registered at exact paths; anything else under /api is a typed 404.
         .route("/api/{*rest}", any(unknown_endpoint))
@@ -146,7 +148,14 @@ pub fn router(state: AppState) -> Router {
             DefaultPredicate::new().and(NotForContentType::const_new("application/wasm")),
         ))
         .layer(CatchPanicLayer::custom(panic_response))
-        .layer(TraceLayer::new_for_http());
+        // Request ids: the caller's `x-request-id`, or a new UUID, set before the span opens
+        // (so it is in the span) and returned on the answer.
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(PropagateRequestIdLayer::x_request_id())
+                .layer(TraceLayer::new_for_http().make_span_with(request_span)),
+        );
     // Outermost, so it sees the answer every other layer settled on (a 413, a panic's 500).
     let router = if metrics::enabled() {
         router.layer(axum::middleware::from_fn(metrics::track_http))
@@ -154,6 +163,51 @@ pub fn router(state: AppState) -> Router {
         router
     };
     router.with_state(state)
+}
+
+/// The span every request runs in. `user_id` is filled in once the session is resolved
+/// (`auth::server::session`), so each log line of a request says who made it.
+fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("");
+    tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        request_id,
+        user_id = tracing::field::Empty,
+    )
+}
+
+/// Readiness, for load balancers: 200 only when storage answers on a new connection with every
+/// migration applied, Redis (when configured) is reachable, and no drain has started.
+async fn ready(State(state): State<AppState>) -> impl IntoResponse {
+    let reason = if state.shutdown.is_draining() {
+        Some("draining: the server is stopping")
+    } else {
+        match state.db.pending_migrations().await {
+            Err(error) => {
+                tracing::warn!(%error, "readiness: database unreachable");
+                Some("database unreachable")
+            }
+            Ok(pending) if pending > 0 => Some("database migrations not applied"),
+            Ok(_) if state.presence.redis_reachable() == Some(false) => Some("redis unreachable"),
+            Ok(_) => None,
+        }
+    };
+    match reason {
+        None => (
+            StatusCode::OK,
+            axum::Json(serde_json::json!({ "status": "ready" })),
+        ),
+        Some(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({ "status": "not_ready", "reason": reason })),
+        ),
+    }
 }
 
 /// Liveness: storage reachability, open connections, and where presence is decided.
@@ -215,14 +269,22 @@ async fn unknown_endpoint(uri: Uri) -> impl IntoResponse {
     )
 }
 
-/// Serves `state` on `listener` until `shutdown` completes; then open WebSockets are closed
-/// with 1012 (restarting) so clients reconnect and resume.
+/// Serves `state` on `listener` until `shutdown` completes, then drains: `/ready` answers 503,
+/// new WebSockets are refused, and open ones are closed with 1012 spread over the drain window
+/// (clients reconnect elsewhere and resume). When they are all closed, or the window and a
+/// second for close handshakes have passed, the listener closes and requests in flight (sends
+/// waiting for the writer among them) are answered before this returns.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let stopping = state.shutdown.clone();
+    // A connection holds its slot until its close handshake is over.
+    let slots = state.ws_slots.clone();
+    let max_connections = state.config.max_connections;
+    let open_connections = move || max_connections.saturating_sub(slots.available_permits());
+    let drain = state.config.drain;
     // Small frames (typing, receipts) must not wait for Nagle's algorithm.
     let listener = listener.tap_io(|tcp| {
         if let Err(error) = tcp.set_nodelay(true) {
@@ -235,7 +297,25 @@ pub async fn serve(
     )
     .with_graceful_shutdown(async move {
         shutdown.await;
+        tracing::info!(
+            drain_secs = drain.as_secs_f64(),
+            connections = open_connections(),
+            "draining"
+        );
         stopping.trigger();
+        let deadline = tokio::time::Instant::now() + drain + DRAIN_CLOSE_GRACE;
+        while open_connections() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(DRAIN_POLL).await;
+        }
+        tracing::info!(
+            connections = open_connections(),
+            "drained; closing the listener"
+        );
     })
     .await
 }
+
+/// Time beyond the drain window for the last close handshakes.
+const DRAIN_CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+/// How often the drain checks whether every WebSocket is closed.
+const DRAIN_POLL: std::time::Duration = std::time::Duration::from_millis(50);

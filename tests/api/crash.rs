@@ -1,64 +1,12 @@
 //! A crash of the whole process (SIGKILL) loses nothing that was acknowledged: the real binary,
 //! a real database file, killed while sends are in flight, then started again on that file.
 
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::{Value, json};
-use tokio::process::{Child, Command};
+use serde_json::json;
 
-struct Node {
-    child: Child,
-    base: String,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("free port")
-        .port()
-}
-
-async fn start(db: &std::path::Path, port: u16) -> Node {
-    let child = Command::new(env!("CARGO_BIN_EXE_dealnest-chat"))
-        .env("DATABASE_URL", db)
-        .env("LEPTOS_SITE_ADDR", format!("127.0.0.1:{port}"))
-        .env("LEPTOS_SITE_ROOT", "target/site")
-        .env("LOG_LEVEL", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start the server binary");
-    let base = format!("http://127.0.0.1:{port}");
-    for _ in 0..200 {
-        if reqwest::get(format!("{base}/health"))
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return Node { child, base };
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the server did not come up on {base}");
-}
-
-async fn post(
-    http: &reqwest::Client,
-    base: &str,
-    endpoint: &str,
-    token: Option<&str>,
-    body: Value,
-) -> reqwest::Result<(u16, Value)> {
-    let mut request = http.post(format!("{base}/api/{endpoint}")).json(&body);
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    let response = request.send().await?;
-    let status = response.status().as_u16();
-    Ok((status, response.json().await.unwrap_or(Value::Null)))
-}
+use crate::process::{all_messages, free_port, post, signup, start};
 
 #[tokio::test]
 async fn sends_acknowledged_before_a_sigkill_are_all_there_after_restart() {
@@ -67,16 +15,7 @@ async fn sends_acknowledged_before_a_sigkill_are_all_there_after_restart() {
     let port = free_port();
     let mut node = start(&db, port).await;
     let http = reqwest::Client::new();
-    let (_, signed_up) = post(
-        &http,
-        &node.base,
-        "auth/signup",
-        None,
-        json!({"username": "crashy", "display_name": "Crashy", "password": "correct horse"}),
-    )
-    .await
-    .expect("sign up");
-    let token = signed_up["token"].as_str().expect("token").to_owned();
+    let (_, token) = signup(&http, &node.base, "crashy").await;
     let (_, channel) = post(
         &http,
         &node.base,
@@ -124,31 +63,7 @@ async fn sends_acknowledged_before_a_sigkill_are_all_there_after_restart() {
     let acknowledged = acknowledged.lock().expect("lock").clone();
 
     let node = start(&db, port).await;
-    let mut stored: Vec<(String, i64)> = Vec::new();
-    let mut after = 0;
-    loop {
-        let (status, page) = post(
-            &http,
-            &node.base,
-            "messages/list",
-            Some(&token),
-            json!({"channel_id": channel_id, "after_seq": after, "limit": 200}),
-        )
-        .await
-        .expect("list");
-        assert_eq!(status, 200, "{page}");
-        let messages = page["messages"].as_array().expect("messages").clone();
-        for message in &messages {
-            stored.push((
-                message["client_id"].as_str().expect("client_id").to_owned(),
-                message["seq"].as_i64().expect("seq"),
-            ));
-        }
-        match messages.last() {
-            Some(last) if page["has_more"] == true => after = last["seq"].as_i64().expect("seq"),
-            _ => break,
-        }
-    }
+    let stored = all_messages(&http, &node.base, &token, channel_id).await;
     let seqs: Vec<i64> = stored.iter().map(|(_, seq)| *seq).collect();
     assert_eq!(
         seqs,

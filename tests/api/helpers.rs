@@ -20,7 +20,7 @@ pub struct TestApp {
     pub base: String,
     pub addr: SocketAddr,
     pub http: reqwest::Client,
-    _data: TempDir,
+    data: TempDir,
     stop: Option<oneshot::Sender<()>>,
 }
 
@@ -109,7 +109,7 @@ impl TestApp {
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .expect("client"),
-            _data: data,
+            data,
             stop: Some(stop),
         }
     }
@@ -124,7 +124,7 @@ impl TestApp {
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .expect("client"),
-            _data: data,
+            data,
             stop: None,
         }
     }
@@ -244,22 +244,7 @@ impl TestApp {
 
     /// Opens `/ws` with the given headers; `Err(status)` when the upgrade is refused.
     pub async fn ws_with(&self, headers: &[(&str, String)]) -> Result<WsClient, u16> {
-        let mut request = format!("ws://{}/ws", self.addr)
-            .into_client_request()
-            .expect("request");
-        for (name, value) in headers {
-            request.headers_mut().insert(
-                reqwest::header::HeaderName::from_bytes(name.as_bytes()).unwrap(),
-                value.parse().unwrap(),
-            );
-        }
-        match tokio_tungstenite::connect_async(request).await {
-            Ok((stream, _)) => Ok(WsClient { stream }),
-            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-                Err(response.status().as_u16())
-            }
-            Err(other) => panic!("websocket connect failed: {other}"),
-        }
+        ws_connect(self.addr, headers).await
     }
 
     /// Opens `/ws` over a socket with a tiny receive buffer, so a client that stops reading
@@ -283,6 +268,11 @@ impl TestApp {
         WsClient { stream }
     }
 
+    /// The SQLite file this server runs on.
+    pub fn db_path(&self) -> std::path::PathBuf {
+        self.data.path().join("dealnest.db")
+    }
+
     /// Stops the server as a shutdown signal would.
     pub fn stop(&mut self) {
         if let Some(stop) = self.stop.take() {
@@ -293,6 +283,27 @@ impl TestApp {
     /// `/health` as JSON.
     pub async fn health(&self) -> Value {
         self.get("/health").await.json().await.expect("health json")
+    }
+}
+
+/// Opens `/ws` on the server at `addr` with the given headers; `Err(status)` when the upgrade
+/// is refused.
+pub async fn ws_connect(addr: SocketAddr, headers: &[(&str, String)]) -> Result<WsClient, u16> {
+    let mut request = format!("ws://{addr}/ws")
+        .into_client_request()
+        .expect("request");
+    for (name, value) in headers {
+        request.headers_mut().insert(
+            reqwest::header::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            value.parse().unwrap(),
+        );
+    }
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((stream, _)) => Ok(WsClient { stream }),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            Err(response.status().as_u16())
+        }
+        Err(other) => panic!("websocket connect failed: {other}"),
     }
 }
 

@@ -191,6 +191,10 @@ pub async fn run(
     Box::pin(conn.state.presence.connected(user_id, id)).await;
     let heartbeat = conn.state.config.heartbeat;
     let mut shutdown = conn.state.shutdown.watch();
+    // Set when the drain starts: the moment, inside the drain window, this connection closes.
+    let mut close_at = shutdown
+        .borrow_and_update()
+        .then(|| drain_close_at(conn.state.config.drain));
 
     let stop = async {
         Box::pin(conn.send_event(&ServerEvent::Hello {
@@ -211,7 +215,12 @@ pub async fn run(
             tokio::select! {
                 biased;
                 code = kick.wait() => return Err(kicked(code)),
-                _ = shutdown.changed() => return Err(Stop::Close(1012, "server restarting: reconnect and resume")),
+                Ok(()) = shutdown.changed(), if close_at.is_none() => {
+                    close_at = Some(drain_close_at(conn.state.config.drain));
+                }
+                () = sleep_until_some(close_at) => {
+                    return Err(Stop::Close(close_code::RESTARTING, "server restarting: reconnect and resume"));
+                }
                 Some(replayed) = recv_replayed(&mut replay_rx) => {
                     Box::pin(conn.on_replayed(replayed)).await?;
                     if conn.replays.is_empty() {
@@ -251,6 +260,21 @@ pub async fn run(
             conn.close_handshake(code, reason),
         ))
         .await;
+    }
+}
+
+/// A random moment inside the drain window: spread out, a drained node's clients reconnect
+/// elsewhere a few at a time instead of all at once.
+fn drain_close_at(drain: Duration) -> tokio::time::Instant {
+    let fraction = f64::from(getrandom::u32().unwrap_or(0)) / f64::from(u32::MAX);
+    tokio::time::Instant::now() + drain.mul_f64(fraction)
+}
+
+/// Completes at `at`, never when there is no moment set.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

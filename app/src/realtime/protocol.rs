@@ -14,6 +14,9 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// Close codes the server uses besides the standard ones (1000 normal, 1007 invalid UTF-8,
 /// 1009 message too big, 1012 server restarting).
 pub mod close_code {
+    /// The server is draining before a stop or restart: reconnect (after a short random wait)
+    /// and resume.
+    pub const RESTARTING: u16 = 1012;
     /// The session this connection was opened with was signed out: do not reconnect, sign in.
     pub const SIGNED_OUT: u16 = 4001;
     /// The connection fell behind (its outbound queue filled up): reconnect and resume.

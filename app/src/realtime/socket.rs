@@ -18,6 +18,10 @@ use super::protocol::{ClientEvent, ServerEvent, close_code};
 use crate::error::ApiError;
 
 const FIRST_RETRY_MS: f64 = 500.0;
+/// A server that is draining (close 1012) closes its sockets spread over its drain window; each
+/// client waits a further random time up to this before reconnecting, so the clients of a
+/// drained node do not land on the others all in the same second.
+const RESTART_SPREAD_MS: f64 = 5_000.0;
 const MAX_RETRY_MS: f64 = 15_000.0;
 /// How often the client checks the connection's pulse.
 const TICK_MS: u32 = 1_000;
@@ -78,6 +82,8 @@ fn network_changes() -> futures::channel::mpsc::Receiver<Network> {
 enum Ended {
     /// Lost, refused or found dead: reconnect.
     Lost,
+    /// The server is restarting (close 1012): reconnect after a random wait.
+    Restarting,
     /// This session was signed out: never reconnect.
     SignedOut,
     /// The chat screen is gone (signed out in this tab): nothing left to serve.
@@ -88,6 +94,7 @@ enum Ended {
 pub async fn run(client: ChatClient) {
     let mut network = network_changes();
     let mut failures: i32 = 0;
+    let mut restarting = false;
     loop {
         if browser_online()
             && let Some(url) = socket_url()
@@ -96,13 +103,19 @@ pub async fn run(client: ChatClient) {
             match serve(client, socket, &mut network, &mut failures).await {
                 Ended::SignedOut | Ended::Closed => return,
                 Ended::Lost => {}
+                Ended::Restarting => restarting = true,
             }
         }
         if !client.is_alive() {
             return;
         }
         client.status.set(ConnectionStatus::Reconnecting);
-        failures = failures.saturating_add(1);
+        let delay = if std::mem::take(&mut restarting) {
+            js_sys::Math::random() * RESTART_SPREAD_MS
+        } else {
+            failures = failures.saturating_add(1);
+            reconnect_backoff(failures)
+        };
         // A browser does not say why an upgrade failed. After a failed attempt, ask whether
         // the session still exists: if not (it expired, or was signed out while this page was
         // offline), retrying is pointless.
@@ -113,9 +126,6 @@ pub async fn run(client: ChatClient) {
             go_to_sign_in();
             return;
         }
-        let backoff = (FIRST_RETRY_MS * 2f64.powi(failures - 1)).min(MAX_RETRY_MS);
-        // Full jitter between half and all of the backoff spreads a crowd of reconnecting tabs.
-        let delay = backoff * (0.5 + js_sys::Math::random() * 0.5);
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         let mut wait = gloo_timers::future::TimeoutFuture::new(delay as u32).fuse();
         // Back online cuts the wait short; offline makes it last until then (or the timer,
@@ -130,6 +140,13 @@ pub async fn run(client: ChatClient) {
             }
         }
     }
+}
+
+/// The wait before reconnecting after `failures` failed attempts in a row: exponential, with
+/// jitter between half and all of it, which spreads a crowd of reconnecting tabs.
+fn reconnect_backoff(failures: i32) -> f64 {
+    let backoff = (FIRST_RETRY_MS * 2f64.powi(failures - 1)).min(MAX_RETRY_MS);
+    backoff * (0.5 + js_sys::Math::random() * 0.5)
 }
 
 /// Serves one open socket until it closes, dies, or the browser goes offline.
@@ -182,6 +199,11 @@ async fn serve(
                             go_to_sign_in();
                         }
                         return Ended::SignedOut;
+                    }
+                    Some(Err(WebSocketError::ConnectionClose(close)))
+                        if close.code == close_code::RESTARTING =>
+                    {
+                        break Ended::Restarting;
                     }
                     Some(Err(_)) | None => break Ended::Lost,
                 }

@@ -56,6 +56,13 @@ async fn prepare(
     ),
     ApiError,
 > {
+    if state.shutdown.is_draining() {
+        return Err(ApiError::Unavailable {
+            message:
+                "the server is draining before a stop; connect again (another node will answer)"
+                    .into(),
+        });
+    }
     let epoch = state.sessions.epoch();
     let (user, session) = authenticate_session(state, headers).await?;
     if !headers.contains_key(AUTHORIZATION) {

@@ -6,8 +6,10 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use sqlx::Connection;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
 };
 
 use crate::auth::server::store::{SessionStore, UserStore};
@@ -15,14 +17,32 @@ use crate::channels::store::ChannelStore;
 use crate::messages::store::MessageStore;
 use crate::receipts::store::ReceiptStore;
 
+/// Whether storage can serve traffic, for `/ready`.
+#[async_trait::async_trait]
+pub trait Readiness {
+    /// Opens a new connection (so a database that vanished or became unreadable since start-up
+    /// is noticed even while pooled connections still hold it open) and counts the embedded
+    /// migrations that are not applied.
+    async fn pending_migrations(&self) -> StoreResult<usize>;
+}
+
 /// Every store, behind one object-safe handle.
 pub trait Database:
-    UserStore + SessionStore + ChannelStore + MessageStore + ReceiptStore + Send + Sync + 'static
+    UserStore
+    + SessionStore
+    + ChannelStore
+    + MessageStore
+    + ReceiptStore
+    + Readiness
+    + Send
+    + Sync
+    + 'static
 {
 }
 
 impl<T> Database for T where
     T: UserStore
+        + Readiness
         + SessionStore
         + ChannelStore
         + MessageStore
@@ -74,7 +94,11 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 pub struct SqliteDb {
     pub(crate) writer: SqlitePool,
     pub(crate) reader: SqlitePool,
+    options: SqliteConnectOptions,
 }
+
+/// The migrations built into the binary.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 
 impl SqliteDb {
     /// Opens (creating if missing, with its folder) the database at `url`, a `sqlite:` URL or a
@@ -105,7 +129,7 @@ impl SqliteDb {
             .test_before_acquire(false)
             .connect_with(options.clone().pragma("wal_autocheckpoint", "0"))
             .await?;
-        sqlx::migrate!("../migrations/sqlite").run(&writer).await?;
+        MIGRATOR.run(&writer).await?;
         let checkpointer = SqlitePoolOptions::new()
             .max_connections(1)
             .test_before_acquire(false)
@@ -115,9 +139,13 @@ impl SqliteDb {
         let reader = SqlitePoolOptions::new()
             .max_connections(8)
             .test_before_acquire(false)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
-        Ok(Self { writer, reader })
+        Ok(Self {
+            writer,
+            reader,
+            options,
+        })
     }
 
     /// Opens a database file inside `folder` (used by tests for a fresh database each).
@@ -130,6 +158,21 @@ impl SqliteDb {
         &self,
     ) -> StoreResult<sqlx::Transaction<'static, sqlx::Sqlite>> {
         Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+#[async_trait::async_trait]
+impl Readiness for SqliteDb {
+    async fn pending_migrations(&self) -> StoreResult<usize> {
+        let options = self.options.clone().create_if_missing(false);
+        let mut connection = SqliteConnection::connect_with(&options).await?;
+        let applied: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&mut connection)
+                .await?;
+        connection.close().await?;
+        let applied = usize::try_from(applied).unwrap_or(0);
+        Ok(MIGRATOR.migrations.len().saturating_sub(applied))
     }
 }
 

@@ -41,6 +41,9 @@ pub struct AppConfig {
     pub presence: PresenceConfig,
     /// Origins (besides this site's own) whose pages may open `/ws` with the session cookie.
     pub allowed_origins: Vec<String>,
+    /// How long a stop spends closing WebSockets (each at a random moment inside it) before the
+    /// listener closes.
+    pub drain: Duration,
 }
 
 impl Default for AppConfig {
@@ -57,29 +60,38 @@ impl Default for AppConfig {
             hub: HubConfig::default(),
             presence: PresenceConfig::default(),
             allowed_origins: Vec::new(),
+            drain: Duration::from_secs(10),
         }
     }
 }
 
-/// Tells long-lived tasks (WebSocket connections) that the server is stopping.
+/// The drain that precedes a stop. Once it starts, `/ready` answers 503 so load balancers stop
+/// sending new clients, `/ws` refuses upgrades, and each open WebSocket is closed with 1012 at
+/// its own moment inside the drain window, so a node's clients do not all reconnect in the
+/// same second.
 #[derive(Clone)]
 pub struct Shutdown {
-    sender: Arc<watch::Sender<()>>,
+    sender: Arc<watch::Sender<bool>>,
 }
 
 impl Shutdown {
     fn new() -> Self {
         Self {
-            sender: Arc::new(watch::channel(()).0),
+            sender: Arc::new(watch::channel(false).0),
         }
     }
 
+    /// Starts the drain (idempotent).
     pub fn trigger(&self) {
-        self.sender.send_replace(());
+        self.sender.send_replace(true);
     }
 
-    /// Changes once, when the server stops.
-    pub fn watch(&self) -> watch::Receiver<()> {
+    pub fn is_draining(&self) -> bool {
+        *self.sender.borrow()
+    }
+
+    /// Changes once, when the drain starts.
+    pub fn watch(&self) -> watch::Receiver<bool> {
         self.sender.subscribe()
     }
 }

@@ -74,6 +74,17 @@ pub async fn authenticate_session(
     state: &AppState,
     headers: &HeaderMap,
 ) -> Result<(AuthUser, SessionTag), ApiError> {
+    let (user, tag) = resolve_session(state, headers).await?;
+    // The request's span (src/startup.rs) declares `user_id` empty; every later log line of
+    // this request now names the caller.
+    tracing::Span::current().record("user_id", user.id);
+    Ok((user, tag))
+}
+
+async fn resolve_session(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<(AuthUser, SessionTag), ApiError> {
     let token = token_from_headers(headers).ok_or_else(ApiError::unauthorized)?;
     let hash = token_hash(&token);
     let tag = session_tag(&hash);

@@ -1,0 +1,305 @@
+//! Operating the server: readiness, the drain on SIGTERM, request ids and JSON logs.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::helpers::{TestApp, WsFrame, ws_connect};
+use crate::process::{all_messages, free_port, post, signup, start_with};
+use crate::proxy::Proxy;
+
+async fn ready(app: &TestApp) -> (u16, Value) {
+    let response = app.get("/ready").await;
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("ready answers JSON"))
+}
+
+/// Polls `/ready` until it answers `status`, for at most five seconds.
+async fn ready_becomes(app: &TestApp, status: u16) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..100 {
+        let (now, body) = ready(app).await;
+        if now == status {
+            return body;
+        }
+        last = body;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("/ready did not answer {status}; last answer {last}");
+}
+
+#[tokio::test]
+async fn ready_fails_while_the_database_file_is_gone_and_recovers() {
+    let app = TestApp::spawn().await;
+    assert_eq!(ready(&app).await, (200, json!({"status": "ready"})));
+
+    let db = app.db_path();
+    let moved = db.with_extension("moved");
+    std::fs::rename(&db, &moved).expect("move the database file away");
+    let (status, body) = ready(&app).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(
+        body,
+        json!({"status": "not_ready", "reason": "database unreachable"})
+    );
+    // Liveness is a different question: the process still answers.
+    assert_eq!(app.get("/health").await.status().as_u16(), 200);
+
+    std::fs::rename(&moved, &db).expect("move it back");
+    assert_eq!(ready(&app).await, (200, json!({"status": "ready"})));
+}
+
+#[tokio::test]
+async fn ready_fails_while_redis_is_unreachable_and_recovers() {
+    let redis = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let proxy = Proxy::reserve(redis.trim_start_matches("redis://")).await;
+    proxy.up().await;
+    let mut config = TestApp::test_config();
+    config.presence.redis_url = Some(proxy.url());
+    config.presence.redis_prefix = format!("dealnest-test-{}", uuid::Uuid::new_v4());
+    let app = TestApp::spawn_with(config).await;
+    ready_becomes(&app, 200).await;
+
+    proxy.down();
+    let body = ready_becomes(&app, 503).await;
+    assert_eq!(
+        body,
+        json!({"status": "not_ready", "reason": "redis unreachable"})
+    );
+
+    proxy.up().await;
+    ready_becomes(&app, 200).await;
+}
+
+#[tokio::test]
+async fn a_drain_fails_readiness_refuses_new_sockets_and_closes_open_ones_with_1012() {
+    let mut config = TestApp::test_config();
+    config.drain = Duration::from_secs(2);
+    let mut app = TestApp::spawn_with(config).await;
+    let ann = app.signup("drainann").await;
+    let mut sockets = Vec::new();
+    for _ in 0..3 {
+        sockets.push(app.ws(&ann).await);
+    }
+
+    app.stop();
+    let body = ready_becomes(&app, 503).await;
+    assert_eq!(
+        body,
+        json!({"status": "not_ready", "reason": "draining: the server is stopping"})
+    );
+    // The API still answers during the drain: clients of this node are not cut off mid-send.
+    let channel = app.group(&ann, &[]).await;
+    app.send(&ann, channel, "sent while draining").await;
+    let refused = app
+        .ws_with(&[("authorization", format!("Bearer {}", ann.token))])
+        .await
+        .err();
+    assert_eq!(refused, Some(503), "new sockets are refused while draining");
+
+    for mut socket in sockets {
+        assert_eq!(socket.close_code().await, Some(1012));
+    }
+}
+
+/// Sends in a loop until the server stops answering; returns what it acknowledged.
+fn spawn_sender(
+    http: reqwest::Client,
+    base: String,
+    token: String,
+    channel_id: i64,
+    acknowledged: Arc<Mutex<Vec<(String, i64)>>>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        for n in 0.. {
+            let client_id = uuid::Uuid::new_v4().to_string();
+            let body = json!({"channel_id": channel_id, "client_id": client_id,
+                              "body": format!("message {n}")});
+            match post(&http, &base, "messages/send", Some(&token), body).await {
+                Ok((200, message)) => acknowledged
+                    .lock()
+                    .expect("lock")
+                    .push((client_id, message["seq"].as_i64().expect("seq"))),
+                Ok((status, body)) => panic!("send refused with {status}: {body}"),
+                // The listener closed: the node is gone.
+                Err(_) => return,
+            }
+        }
+    })
+}
+
+#[tokio::test]
+async fn sigterm_drains_clients_with_1012_keeps_every_acknowledged_send_and_exits_0() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let db = data.path().join("dealnest.db");
+    let port = free_port();
+    let mut node = start_with(&db, port, &[("DRAIN_SECS", "2")], false).await;
+    let http = reqwest::Client::new();
+    let (_, token) = signup(&http, &node.base, "drainy").await;
+    let (_, channel) = post(
+        &http,
+        &node.base,
+        "channels/create",
+        Some(&token),
+        json!({"name": "drain", "member_ids": []}),
+    )
+    .await
+    .expect("create channel");
+    let channel_id = channel["id"].as_i64().expect("channel id");
+
+    let addr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let mut sockets = Vec::new();
+    for _ in 0..12 {
+        let mut socket = ws_connect(addr, &[("authorization", format!("Bearer {token}"))])
+            .await
+            .expect("upgrade");
+        assert_eq!(socket.event().await["type"], "hello");
+        sockets.push(socket);
+    }
+    let acknowledged: Arc<Mutex<Vec<(String, i64)>>> = Arc::default();
+    let senders: Vec<_> = (0..4)
+        .map(|_| {
+            spawn_sender(
+                http.clone(),
+                node.base.clone(),
+                token.clone(),
+                channel_id,
+                acknowledged.clone(),
+            )
+        })
+        .collect();
+    while acknowledged.lock().expect("lock").len() < 100 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    let signalled = Instant::now();
+    let pid = node.child.id().expect("pid").to_string();
+    let kill = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .expect("run kill");
+    assert!(kill.success());
+
+    // Every socket is closed with 1012, at its own moment inside the two-second window.
+    let mut closed_after = Vec::new();
+    for socket in &mut sockets {
+        loop {
+            match socket.next_frame(Duration::from_secs(5)).await {
+                Some(WsFrame::Event(_)) => continue,
+                Some(WsFrame::Closed(code)) => {
+                    assert_eq!(code, Some(1012));
+                    break;
+                }
+                other => panic!("expected a 1012 close, got {other:?}"),
+            }
+        }
+        closed_after.push(signalled.elapsed());
+    }
+    let first = closed_after.iter().min().expect("closes");
+    let last = closed_after.iter().max().expect("closes");
+    assert!(
+        *last - *first >= Duration::from_millis(300),
+        "closes spread over the drain window, not all at once: {closed_after:?}"
+    );
+
+    let status = tokio::time::timeout(Duration::from_secs(10), node.child.wait())
+        .await
+        .expect("the server exits after the drain")
+        .expect("wait");
+    assert_eq!(status.code(), Some(0), "a drain ends with exit code 0");
+    for sender in senders {
+        sender.await.expect("sender");
+    }
+    let acknowledged = acknowledged.lock().expect("lock").clone();
+    assert!(acknowledged.len() > 100, "sends went on during the drain");
+
+    let node = start_with(&db, port, &[], false).await;
+    let stored = all_messages(&http, &node.base, &token, channel_id).await;
+    let seqs: Vec<i64> = stored.iter().map(|(_, seq)| *seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=i64::try_from(seqs.len()).unwrap()).collect::<Vec<_>>(),
+        "gap-free"
+    );
+    for ack in &acknowledged {
+        assert!(stored.contains(ack), "acknowledged {ack:?} was lost");
+    }
+}
+
+#[tokio::test]
+async fn a_request_id_is_honoured_or_generated_and_returned() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .http
+        .get(format!("{}/health", app.base))
+        .header("x-request-id", "trace-me-42")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.headers()["x-request-id"], "trace-me-42");
+
+    let response = app.get("/health").await;
+    let generated = response.headers()["x-request-id"].to_str().expect("ascii");
+    assert!(
+        uuid::Uuid::parse_str(generated).is_ok(),
+        "a UUID when the caller sent none: {generated}"
+    );
+}
+
+#[tokio::test]
+async fn json_logs_carry_the_request_id_and_user_id() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let db = data.path().join("dealnest.db");
+    let port = free_port();
+    let mut node = start_with(
+        &db,
+        port,
+        &[
+            ("LOG_FORMAT", "json"),
+            ("LOG_LEVEL", "info,tower_http=debug"),
+        ],
+        true,
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let (user_id, token) = signup(&http, &node.base, "loggy").await;
+    let response = http
+        .post(format!("{}/api/channels/list", node.base))
+        .bearer_auth(&token)
+        .header("x-request-id", "log-line-7")
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status().as_u16(), 200);
+
+    let mut lines = BufReader::new(node.child.stdout.take().expect("stdout")).lines();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        assert!(Instant::now() < deadline, "no log line for the request");
+        let line = tokio::time::timeout(Duration::from_secs(5), lines.next_line())
+            .await
+            .expect("a log line in time")
+            .expect("read stdout")
+            .expect("stdout open");
+        let entry: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|error| panic!("not a JSON line ({error}): {line}"));
+        let request_span = entry["spans"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|span| span["name"] == "request");
+        if let Some(span) = request_span
+            && span["request_id"] == "log-line-7"
+            && entry["fields"]["message"] == "finished processing request"
+        {
+            assert_eq!(span["user_id"], user_id, "{line}");
+            assert_eq!(span["path"], "/api/channels/list", "{line}");
+            assert!(entry["timestamp"].is_string() && entry["level"] == "DEBUG");
+            return;
+        }
+    }
+}
