@@ -143,7 +143,8 @@ async fn login_is_throttled_per_username_with_retry_after() {
         .unwrap();
     assert!(retry_after >= 1);
     let body = reply.err(429);
-    assert_eq!(body["error"], "throttled");
+    assert_eq!(body["error"], "rate_limited");
+    assert_eq!(body["retry_after_secs"].as_u64(), Some(retry_after));
     // Another username is not throttled by ann's attempts.
     app.signup("bob").await;
     app.call(

@@ -78,7 +78,7 @@ async fn prepare(
             .hub
             .register(user.id, session, &channels)
             .map_err(|error| match error {
-                RegisterError::TooManyForUser(limit) => ApiError::Throttled {
+                RegisterError::TooManyForUser(limit) => ApiError::RateLimited {
                     message: format!(
                         "too many open connections for this account (limit {limit}); close a tab"
                     ),

@@ -77,11 +77,7 @@ impl AuthThrottle {
 }
 
 fn throttled(wait: std::time::Duration, what: &str) -> ApiError {
-    let retry_after_secs = wait.as_secs() + 1;
-    ApiError::Throttled {
-        message: format!("{what}; try again in {retry_after_secs} s"),
-        retry_after_secs,
-    }
+    ApiError::rate_limited(what, wait)
 }
 
 #[cfg(test)]
