@@ -6,6 +6,7 @@ use std::time::Duration;
 use app::presence::service::PresenceConfig;
 use app::realtime::hub::HubConfig;
 use app::server::AppConfig;
+use app::server::rate_limit::{RateLimit, UserRateLimits};
 use clap::Parser;
 
 #[derive(Debug, Clone, Parser)]
@@ -81,6 +82,32 @@ pub struct Config {
     /// e.g. `https://chat.example.com`. The app's own origin is always allowed.
     #[arg(long, env = "ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
+
+    /// Per-user limit on `messages/send`: PER_SECOND/BURST (a token bucket), or 0 / off.
+    #[arg(long, env = "RATE_LIMIT_SEND", default_value_t = UserRateLimits::default().send)]
+    pub rate_limit_send: RateLimit,
+
+    /// Per-user limit on `messages/edit` and `messages/delete` together.
+    #[arg(long, env = "RATE_LIMIT_EDIT", default_value_t = UserRateLimits::default().edit)]
+    pub rate_limit_edit: RateLimit,
+
+    /// Per-user limit on `read/mark`.
+    #[arg(long, env = "RATE_LIMIT_READ", default_value_t = UserRateLimits::default().read)]
+    pub rate_limit_read: RateLimit,
+
+    /// Per-user limit on channel writes (`channels/create`, `direct`, `rename`, `add_member`,
+    /// `remove_member`, `leave`) together.
+    #[arg(long, env = "RATE_LIMIT_CHANNELS", default_value_t = UserRateLimits::default().channels)]
+    pub rate_limit_channels: RateLimit,
+
+    /// Per-user limit on `users/search`.
+    #[arg(long, env = "RATE_LIMIT_SEARCH", default_value_t = UserRateLimits::default().search)]
+    pub rate_limit_search: RateLimit,
+
+    /// Turn every per-user rate limit above off (benchmarks, load tests). The log-in and
+    /// sign-up throttles and the WebSocket limits stay.
+    #[arg(long, env = "DISABLE_RATE_LIMITS", default_value_t = false)]
+    pub disable_rate_limits: bool,
 }
 
 impl Config {
@@ -110,6 +137,17 @@ impl Config {
                 ..defaults.presence
             },
             allowed_origins: self.allowed_origins.clone(),
+            rate_limits: if self.disable_rate_limits {
+                UserRateLimits::OFF
+            } else {
+                UserRateLimits {
+                    send: self.rate_limit_send,
+                    edit: self.rate_limit_edit,
+                    read: self.rate_limit_read,
+                    channels: self.rate_limit_channels,
+                    search: self.rate_limit_search,
+                }
+            },
         }
     }
 
@@ -120,5 +158,33 @@ impl Config {
             addr.set_port(port);
         }
         addr
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, clap::Error> {
+        Config::try_parse_from(std::iter::once("dealnest-chat").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn rate_limits_from_flags() {
+        let config = parse(&["--rate-limit-send", "1/2", "--rate-limit-read", "0"])
+            .unwrap()
+            .app_config();
+        assert_eq!(config.rate_limits.send, RateLimit::new(1, 2));
+        assert!(config.rate_limits.read.is_off());
+        assert_eq!(config.rate_limits.edit, UserRateLimits::default().edit);
+        let off = parse(&["--disable-rate-limits"]).unwrap().app_config();
+        assert_eq!(off.rate_limits, UserRateLimits::OFF);
+    }
+
+    #[test]
+    fn the_defaults_match_app_config() {
+        let config = parse(&[]).unwrap().app_config();
+        assert_eq!(config.rate_limits, UserRateLimits::default());
+        assert!(parse(&["--rate-limit-send", "5/0"]).is_err());
     }
 }

@@ -8,6 +8,7 @@ use crate::error::ApiError;
 use crate::realtime::broker::Target;
 use crate::realtime::protocol::{ChannelInfo, ServerEvent};
 use crate::server::error::ServiceResult;
+use crate::server::rate_limit::Action;
 use crate::server::{AppState, ServiceError, now_ms};
 
 /// Most members a group may be created with in one call.
@@ -118,6 +119,7 @@ pub async fn create_group(
     name: &str,
     member_ids: &[i64],
 ) -> ServiceResult<ChannelDetail> {
+    state.user_limits.check(user.id, Action::Channels)?;
     let name = ChannelName::parse(name)?;
     if member_ids.len() > MAX_INITIAL_MEMBERS {
         return Err(ApiError::invalid(
@@ -149,6 +151,7 @@ pub async fn open_direct(
     user: &AuthUser,
     other_user_id: i64,
 ) -> ServiceResult<ChannelDetail> {
+    state.user_limits.check(user.id, Action::Channels)?;
     require_users(state, "user_id", &[other_user_id]).await?;
     let (channel_id, created) = state
         .db
@@ -181,6 +184,7 @@ pub async fn rename(
     channel_id: i64,
     name: &str,
 ) -> ServiceResult<ChannelDetail> {
+    state.user_limits.check(user.id, Action::Channels)?;
     let name = ChannelName::parse(name)?;
     require_group_owner(state, user, channel_id, "be renamed").await?;
     state.db.rename_channel(channel_id, name.as_str()).await?;
@@ -201,6 +205,7 @@ pub async fn add_member(
     channel_id: i64,
     new_member_id: i64,
 ) -> ServiceResult<ChannelDetail> {
+    state.user_limits.check(user.id, Action::Channels)?;
     require_group_owner(state, user, channel_id, "add members").await?;
     require_users(state, "user_id", &[new_member_id]).await?;
     let added = state
@@ -229,6 +234,7 @@ pub async fn remove_member(
     channel_id: i64,
     member_id: i64,
 ) -> ServiceResult<ChannelDetail> {
+    state.user_limits.check(user.id, Action::Channels)?;
     let member_id = parse_id(member_id, "user_id")?;
     require_group_owner(state, user, channel_id, "remove members").await?;
     if member_id == user.id {
@@ -248,6 +254,7 @@ pub async fn remove_member(
 
 #[tracing::instrument(skip(state, user), fields(user_id = user.id))]
 pub async fn leave(state: &AppState, user: &AuthUser, channel_id: i64) -> ServiceResult<()> {
+    state.user_limits.check(user.id, Action::Channels)?;
     let (access, _) = require_member(state, user, channel_id).await?;
     if access.kind == ChannelKind::Direct {
         return Err(ApiError::forbidden("direct messages cannot be left").into());

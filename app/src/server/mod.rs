@@ -1,8 +1,9 @@
-//! Server-only plumbing every feature shares: the application state, the database handle and
-//! the service error type.
+//! Server-only plumbing every feature shares: the application state, the database handle, the
+//! service error type and the per-user rate limits.
 
 pub mod db;
 pub mod error;
+pub mod rate_limit;
 pub mod state;
 
 pub use db::{Database, SqliteDb, StoreError};

@@ -9,6 +9,7 @@ use leptos::config::LeptosOptions;
 use tokio::sync::{Semaphore, watch};
 
 use super::Database;
+use super::rate_limit::{UserLimits, UserRateLimits};
 use crate::auth::server::session_cache::SessionCache;
 use crate::auth::server::throttle::AuthThrottle;
 use crate::messages::writer::MessageWriter;
@@ -41,6 +42,8 @@ pub struct AppConfig {
     pub presence: PresenceConfig,
     /// Origins (besides this site's own) whose pages may open `/ws` with the session cookie.
     pub allowed_origins: Vec<String>,
+    /// Per-user limits on writes and searches, per action class.
+    pub rate_limits: UserRateLimits,
 }
 
 impl Default for AppConfig {
@@ -57,6 +60,7 @@ impl Default for AppConfig {
             hub: HubConfig::default(),
             presence: PresenceConfig::default(),
             allowed_origins: Vec::new(),
+            rate_limits: UserRateLimits::default(),
         }
     }
 }
@@ -94,6 +98,8 @@ pub struct AppState {
     pub sessions: Arc<SessionCache>,
     /// Log-in / sign-up rate limits.
     pub auth_throttle: AuthThrottle,
+    /// Per-user rate limits on writes and searches.
+    pub user_limits: UserLimits,
     /// Fan-out of live events to WebSocket connections.
     pub hub: Hub,
     /// Who is online.
@@ -130,6 +136,7 @@ impl AppState {
         Self {
             sessions: Arc::new(SessionCache::new(config.session_cache)),
             auth_throttle: AuthThrottle::new(&config),
+            user_limits: UserLimits::new(&config.rate_limits),
             ws_slots: Arc::new(Semaphore::new(config.max_connections)),
             hashing_slots: Arc::new(Semaphore::new(
                 std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),

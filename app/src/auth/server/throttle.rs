@@ -5,16 +5,12 @@
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::Quota;
 
 use crate::error::ApiError;
 use crate::server::AppConfig;
-
-/// How often (in checks) idle keys are dropped so the limiter's memory stays bounded.
-const PRUNE_EVERY: u64 = 4096;
+use crate::server::rate_limit::KeyedBuckets;
 
 #[derive(Clone)]
 pub struct AuthThrottle {
@@ -22,9 +18,8 @@ pub struct AuthThrottle {
 }
 
 struct Inner {
-    per_user: DefaultKeyedRateLimiter<String>,
-    per_ip: DefaultKeyedRateLimiter<IpAddr>,
-    checks: AtomicU64,
+    per_user: KeyedBuckets<String>,
+    per_ip: KeyedBuckets<IpAddr>,
 }
 
 fn per_minute(count: u32) -> Quota {
@@ -35,9 +30,8 @@ impl AuthThrottle {
     pub fn new(config: &AppConfig) -> Self {
         Self {
             inner: Arc::new(Inner {
-                per_user: RateLimiter::keyed(per_minute(config.login_per_user_per_minute)),
-                per_ip: RateLimiter::keyed(per_minute(config.auth_per_ip_per_minute)),
-                checks: AtomicU64::new(0),
+                per_user: KeyedBuckets::new(Some(per_minute(config.login_per_user_per_minute))),
+                per_ip: KeyedBuckets::new(Some(per_minute(config.auth_per_ip_per_minute))),
             }),
         }
     }
@@ -47,37 +41,20 @@ impl AuthThrottle {
         self.check_ip(ip)?;
         self.inner
             .per_user
-            .check_key(&username.to_owned())
-            .map_err(|not_until| {
-                throttled(
-                    not_until.wait_time_from(DefaultClock::default().now()),
-                    "too many log-in attempts for this username",
-                )
+            .check(&username.to_owned())
+            .map_err(|wait| {
+                ApiError::rate_limited("too many log-in attempts for this username", wait)
             })
     }
 
     /// Counts a sign-up (or log-in) attempt from `ip`.
     pub fn check_ip(&self, ip: Option<IpAddr>) -> Result<(), ApiError> {
-        self.prune_now_and_then();
         let Some(ip) = ip else { return Ok(()) };
-        self.inner.per_ip.check_key(&ip).map_err(|not_until| {
-            throttled(
-                not_until.wait_time_from(DefaultClock::default().now()),
-                "too many attempts from this address",
-            )
-        })
+        self.inner
+            .per_ip
+            .check(&ip)
+            .map_err(|wait| ApiError::rate_limited("too many attempts from this address", wait))
     }
-
-    fn prune_now_and_then(&self) {
-        if self.inner.checks.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
-            self.inner.per_user.retain_recent();
-            self.inner.per_ip.retain_recent();
-        }
-    }
-}
-
-fn throttled(wait: std::time::Duration, what: &str) -> ApiError {
-    ApiError::rate_limited(what, wait)
 }
 
 #[cfg(test)]

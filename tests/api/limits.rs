@@ -1,0 +1,269 @@
+//! Abuse limits: per-user rate limits (429 with `Retry-After`, nothing stored, one success after
+//! the wait).
+
+use std::time::Duration;
+
+use app::server::rate_limit::{RateLimit, UserRateLimits};
+use serde_json::{Value, json};
+
+use crate::helpers::{Reply, TestApp, TestUser};
+
+/// One request a second, two at once: the third in a row is refused, and one second later
+/// exactly one more is let through.
+const TIGHT: RateLimit = RateLimit::new(1, 2);
+
+async fn spawn_with_limits(limits: UserRateLimits) -> TestApp {
+    let mut config = TestApp::test_config();
+    config.rate_limits = limits;
+    TestApp::spawn_with(config).await
+}
+
+/// Asserts a typed 429 whose `Retry-After` header and `retry_after_secs` agree; returns them.
+#[track_caller]
+fn assert_rate_limited(reply: Reply) -> u64 {
+    let header: u64 = reply
+        .headers
+        .get("retry-after")
+        .expect("Retry-After header")
+        .to_str()
+        .unwrap()
+        .parse()
+        .expect("Retry-After in whole seconds");
+    let body = reply.err(429);
+    assert_eq!(body["error"], "rate_limited", "{body}");
+    assert_eq!(body["retry_after_secs"].as_u64(), Some(header), "{body}");
+    assert!((1..=2).contains(&header), "one token a second: {header}");
+    header
+}
+
+async fn wait(secs: u64) {
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+}
+
+fn send_body(channel: i64, client_id: &str, body: &str) -> Value {
+    json!({ "channel_id": channel, "client_id": client_id, "body": body })
+}
+
+async fn message_count(app: &TestApp, user: &TestUser, channel: i64) -> usize {
+    app.newest_page(user, channel).await["messages"]
+        .as_array()
+        .unwrap()
+        .len()
+}
+
+#[tokio::test]
+async fn a_limited_send_stores_nothing_and_its_retry_after_the_wait_stores_it_once() {
+    let app = spawn_with_limits(UserRateLimits {
+        send: TIGHT,
+        ..UserRateLimits::OFF
+    })
+    .await;
+    let (ann, bob) = (app.signup("ann").await, app.signup("bob").await);
+    let channel = app.group(&ann, &[&bob]).await;
+    app.send(&ann, channel, "one").await;
+    app.send(&ann, channel, "two").await;
+    let key = uuid::Uuid::new_v4().to_string();
+    let refused = app
+        .call(
+            "messages/send",
+            Some(&ann.token),
+            send_body(channel, &key, "three"),
+        )
+        .await;
+    let retry_after = assert_rate_limited(refused);
+    assert_eq!(
+        message_count(&app, &ann, channel).await,
+        2,
+        "nothing stored"
+    );
+    // Limits are per user: bob still has his burst.
+    app.send(&bob, channel, "bob's").await;
+
+    wait(retry_after).await;
+    let stored = app
+        .call(
+            "messages/send",
+            Some(&ann.token),
+            send_body(channel, &key, "three"),
+        )
+        .await
+        .ok();
+    assert_eq!(stored["client_id"], key.as_str());
+    assert_eq!(stored["seq"], 4);
+    // Once: the next one right after is refused again.
+    assert_rate_limited(
+        app.call(
+            "messages/send",
+            Some(&ann.token),
+            send_body(channel, &uuid::Uuid::new_v4().to_string(), "four"),
+        )
+        .await,
+    );
+    // Retrying the same key later answers the same message; it is stored exactly once.
+    wait(1).await;
+    let again = app
+        .call(
+            "messages/send",
+            Some(&ann.token),
+            send_body(channel, &key, "three"),
+        )
+        .await
+        .ok();
+    assert_eq!(again, stored);
+    let page = app.newest_page(&ann, channel).await;
+    let with_key = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["client_id"] == key.as_str())
+        .count();
+    assert_eq!(with_key, 1);
+    assert_eq!(message_count(&app, &ann, channel).await, 4);
+}
+
+#[tokio::test]
+async fn edits_and_deletions_share_one_limit() {
+    let app = spawn_with_limits(UserRateLimits {
+        edit: TIGHT,
+        ..UserRateLimits::OFF
+    })
+    .await;
+    let ann = app.signup("ann").await;
+    let channel = app.group(&ann, &[]).await;
+    let message = app.send(&ann, channel, "draft").await;
+    let id = message["id"].clone();
+    let edit = |body: &str| {
+        app.call(
+            "messages/edit",
+            Some(&ann.token),
+            json!({ "message_id": id, "body": body }),
+        )
+    };
+    let delete = || {
+        app.call(
+            "messages/delete",
+            Some(&ann.token),
+            json!({ "message_id": id }),
+        )
+    };
+    edit("v1").await.ok();
+    edit("v2").await.ok();
+    assert_rate_limited(edit("v3").await);
+    let retry_after = assert_rate_limited(delete().await);
+    let stored = &app.newest_page(&ann, channel).await["messages"][0];
+    assert_eq!(
+        stored["body"], "v2",
+        "neither the edit nor the deletion happened"
+    );
+    assert!(stored["deleted_at"].is_null());
+
+    wait(retry_after).await;
+    assert!(delete().await.ok()["deleted_at"].is_i64());
+    assert_rate_limited(edit("v4").await);
+}
+
+#[tokio::test]
+async fn read_marks_are_limited_and_a_refused_mark_moves_nothing() {
+    let app = spawn_with_limits(UserRateLimits {
+        read: TIGHT,
+        ..UserRateLimits::OFF
+    })
+    .await;
+    let (ann, bob) = (app.signup("ann").await, app.signup("bob").await);
+    let channel = app.group(&ann, &[&bob]).await;
+    for n in 1..=4 {
+        app.send(&ann, channel, &format!("m{n}")).await;
+    }
+    let mark = |seq: i64| {
+        app.call(
+            "read/mark",
+            Some(&bob.token),
+            json!({ "channel_id": channel, "seq": seq }),
+        )
+    };
+    mark(1).await.ok();
+    mark(2).await.ok();
+    let retry_after = assert_rate_limited(mark(3).await);
+    assert_eq!(app.summary(&bob, channel).await["last_read_seq"], 2);
+
+    wait(retry_after).await;
+    assert_eq!(mark(3).await.ok()["last_read_seq"], 3);
+    assert_rate_limited(mark(4).await);
+    assert_eq!(app.summary(&bob, channel).await["last_read_seq"], 3);
+}
+
+#[tokio::test]
+async fn channel_writes_share_one_limit_and_a_refused_one_changes_nothing() {
+    let app = spawn_with_limits(UserRateLimits {
+        channels: TIGHT,
+        ..UserRateLimits::OFF
+    })
+    .await;
+    let (ann, bob) = (app.signup("ann").await, app.signup("bob").await);
+    let channel = app.group(&ann, &[]).await;
+    app.call(
+        "channels/rename",
+        Some(&ann.token),
+        json!({ "channel_id": channel, "name": "renamed" }),
+    )
+    .await
+    .ok();
+    let add_bob = || {
+        app.call(
+            "channels/add_member",
+            Some(&ann.token),
+            json!({ "channel_id": channel, "user_id": bob.id }),
+        )
+    };
+    assert_rate_limited(add_bob().await);
+    let retry_after = assert_rate_limited(
+        app.call(
+            "channels/direct",
+            Some(&ann.token),
+            json!({ "user_id": bob.id }),
+        )
+        .await,
+    );
+    let detail = app
+        .call(
+            "channels/get",
+            Some(&ann.token),
+            json!({ "channel_id": channel }),
+        )
+        .await
+        .ok();
+    assert_eq!(detail["members"].as_array().unwrap().len(), 1);
+    let list = app
+        .call("channels/list", Some(&bob.token), json!({}))
+        .await
+        .ok();
+    assert_eq!(list, json!([]), "no DM was created, bob was not added");
+
+    wait(retry_after).await;
+    assert_eq!(add_bob().await.ok()["members"].as_array().unwrap().len(), 2);
+    assert_rate_limited(
+        app.call(
+            "channels/leave",
+            Some(&ann.token),
+            json!({ "channel_id": channel }),
+        )
+        .await,
+    );
+}
+
+#[tokio::test]
+async fn searches_are_limited() {
+    let app = spawn_with_limits(UserRateLimits {
+        search: TIGHT,
+        ..UserRateLimits::OFF
+    })
+    .await;
+    let ann = app.signup("ann").await;
+    let search = || app.call("users/search", Some(&ann.token), json!({ "query": "an" }));
+    search().await.ok();
+    search().await.ok();
+    let retry_after = assert_rate_limited(search().await);
+    wait(retry_after).await;
+    assert_eq!(search().await.ok().as_array().unwrap().len(), 1);
+    assert_rate_limited(search().await);
+}
