@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use app::channels::store::MembershipCaps;
 use app::presence::service::PresenceConfig;
 use app::realtime::hub::HubConfig;
 use app::server::AppConfig;
@@ -108,6 +109,19 @@ pub struct Config {
     /// sign-up throttles and the WebSocket limits stay.
     #[arg(long, env = "DISABLE_RATE_LIMITS", default_value_t = false)]
     pub disable_rate_limits: bool,
+
+    /// Most members one channel may have, its owner included.
+    #[arg(long, env = "MAX_CHANNEL_MEMBERS", default_value_t = MembershipCaps::default().max_members,
+          value_parser = clap::value_parser!(u32).range(2..))]
+    pub max_channel_members: u32,
+
+    /// Most channels one user may be a member of: at most 400, the most channels one WebSocket
+    /// `resume` names (docs/PROTOCOL.md, "Limits").
+    #[arg(long, env = "MAX_CHANNELS_PER_USER",
+          default_value_t = MembershipCaps::MAX_CHANNELS_PER_USER,
+          value_parser = clap::value_parser!(u32)
+              .range(1..=i64::from(MembershipCaps::MAX_CHANNELS_PER_USER)))]
+    pub max_channels_per_user: u32,
 }
 
 impl Config {
@@ -148,6 +162,10 @@ impl Config {
                     search: self.rate_limit_search,
                 }
             },
+            caps: MembershipCaps {
+                max_members: self.max_channel_members,
+                max_channels_per_user: self.max_channels_per_user,
+            },
         }
     }
 
@@ -170,21 +188,36 @@ mod tests {
     }
 
     #[test]
-    fn rate_limits_from_flags() {
-        let config = parse(&["--rate-limit-send", "1/2", "--rate-limit-read", "0"])
-            .unwrap()
-            .app_config();
+    fn rate_limits_and_caps_from_flags() {
+        let config = parse(&[
+            "--rate-limit-send",
+            "1/2",
+            "--rate-limit-read",
+            "0",
+            "--max-channel-members",
+            "50",
+            "--max-channels-per-user",
+            "10",
+        ])
+        .unwrap()
+        .app_config();
         assert_eq!(config.rate_limits.send, RateLimit::new(1, 2));
         assert!(config.rate_limits.read.is_off());
         assert_eq!(config.rate_limits.edit, UserRateLimits::default().edit);
+        assert_eq!(config.caps.max_members, 50);
+        assert_eq!(config.caps.max_channels_per_user, 10);
         let off = parse(&["--disable-rate-limits"]).unwrap().app_config();
         assert_eq!(off.rate_limits, UserRateLimits::OFF);
     }
 
     #[test]
-    fn the_defaults_match_app_config() {
+    fn the_defaults_match_app_config_and_the_caps_are_bounded() {
         let config = parse(&[]).unwrap().app_config();
         assert_eq!(config.rate_limits, UserRateLimits::default());
+        assert_eq!(config.caps, MembershipCaps::default());
+        assert!(parse(&["--max-channels-per-user", "401"]).is_err());
+        assert!(parse(&["--max-channels-per-user", "0"]).is_err());
+        assert!(parse(&["--max-channel-members", "1"]).is_err());
         assert!(parse(&["--rate-limit-send", "5/0"]).is_err());
     }
 }

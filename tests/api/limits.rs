@@ -1,8 +1,10 @@
 //! Abuse limits: per-user rate limits (429 with `Retry-After`, nothing stored, one success after
-//! the wait).
+//! the wait), membership caps and the `resume` cursor limit.
 
 use std::time::Duration;
 
+use app::channels::store::MembershipCaps;
+use app::realtime::protocol::{MAX_FRAME_BYTES, MAX_RESUME_CURSORS};
 use app::server::rate_limit::{RateLimit, UserRateLimits};
 use serde_json::{Value, json};
 
@@ -266,4 +268,196 @@ async fn searches_are_limited() {
     wait(retry_after).await;
     assert_eq!(search().await.ok().as_array().unwrap().len(), 1);
     assert_rate_limited(search().await);
+}
+
+#[tokio::test]
+async fn a_group_over_the_size_cap_or_a_full_channel_is_limit_reached() {
+    let mut config = TestApp::test_config();
+    config.caps = MembershipCaps {
+        max_members: 3,
+        ..MembershipCaps::default()
+    };
+    let app = TestApp::spawn_with(config).await;
+    let ann = app.signup("ann").await;
+    let others = [
+        app.signup("bob").await,
+        app.signup("cid").await,
+        app.signup("dan").await,
+    ];
+    let ids: Vec<i64> = others.iter().map(|u| u.id).collect();
+    let body = app
+        .call(
+            "channels/create",
+            Some(&ann.token),
+            json!({ "name": "big", "member_ids": ids }),
+        )
+        .await
+        .err(409);
+    assert_eq!(body["error"], "limit_reached");
+    assert_eq!(body["limit"], "channel_members");
+    assert_eq!(body["max"], 3);
+    assert!(body["message"].as_str().unwrap().contains('3'), "{body}");
+    let list = app
+        .call("channels/list", Some(&ann.token), json!({}))
+        .await
+        .ok();
+    assert_eq!(list, json!([]), "nothing created");
+
+    let channel = app.group(&ann, &[&others[0], &others[1]]).await;
+    let add = |user_id: i64| {
+        app.call(
+            "channels/add_member",
+            Some(&ann.token),
+            json!({ "channel_id": channel, "user_id": user_id }),
+        )
+    };
+    let body = add(others[2].id).await.err(409);
+    assert_eq!(body["limit"], "channel_members");
+    // Adding someone who is already a member changes nothing and is not refused.
+    assert_eq!(
+        add(others[0].id).await.ok()["members"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+}
+
+#[tokio::test]
+async fn the_channels_per_user_cap_refuses_creating_joining_and_new_dms() {
+    let mut config = TestApp::test_config();
+    config.caps = MembershipCaps {
+        max_channels_per_user: 2,
+        ..MembershipCaps::default()
+    };
+    let app = TestApp::spawn_with(config).await;
+    let (ann, bob, cid) = (
+        app.signup("ann").await,
+        app.signup("bob").await,
+        app.signup("cid").await,
+    );
+    let dm = app
+        .call(
+            "channels/direct",
+            Some(&ann.token),
+            json!({ "user_id": bob.id }),
+        )
+        .await
+        .ok()["id"]
+        .clone();
+    let first = app.group(&bob, &[]).await;
+    // bob is in 2 channels now.
+    let body = app
+        .call(
+            "channels/create",
+            Some(&bob.token),
+            json!({ "name": "third", "member_ids": [] }),
+        )
+        .await
+        .err(409);
+    assert_eq!(body["error"], "limit_reached");
+    assert_eq!(body["limit"], "channels_per_user");
+    assert_eq!(body["max"], 2);
+    assert!(
+        body["message"].as_str().unwrap().starts_with("you are"),
+        "{body}"
+    );
+    let cids = app.group(&cid, &[]).await;
+    let body = app
+        .call(
+            "channels/add_member",
+            Some(&cid.token),
+            json!({ "channel_id": cids, "user_id": bob.id }),
+        )
+        .await
+        .err(409);
+    assert_eq!(body["limit"], "channels_per_user");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains(&bob.id.to_string()),
+        "{body}"
+    );
+    let body = app
+        .call(
+            "channels/create",
+            Some(&cid.token),
+            json!({ "name": "with bob", "member_ids": [bob.id] }),
+        )
+        .await
+        .err(409);
+    assert_eq!(body["limit"], "channels_per_user");
+    let body = app
+        .call(
+            "channels/direct",
+            Some(&cid.token),
+            json!({ "user_id": bob.id }),
+        )
+        .await
+        .err(409);
+    assert_eq!(body["limit"], "channels_per_user");
+    // The existing DM is still found.
+    assert_eq!(
+        app.call(
+            "channels/direct",
+            Some(&bob.token),
+            json!({ "user_id": ann.id })
+        )
+        .await
+        .ok()["id"],
+        dm
+    );
+    // Leaving a channel makes room.
+    app.call(
+        "channels/leave",
+        Some(&bob.token),
+        json!({ "channel_id": first }),
+    )
+    .await
+    .ok();
+    app.call(
+        "channels/add_member",
+        Some(&cid.token),
+        json!({ "channel_id": cids, "user_id": bob.id }),
+    )
+    .await
+    .ok();
+}
+
+#[tokio::test]
+async fn a_resume_over_the_cursor_limit_is_refused_and_the_largest_fits_a_frame() {
+    let app = TestApp::spawn().await;
+    let ann = app.signup("ann").await;
+    let mut ws = app.ws_no_resume(&ann).await;
+    let too_many: Vec<Value> = (1..=MAX_RESUME_CURSORS + 1)
+        .map(|id| json!({ "channel_id": id, "after_seq": 0 }))
+        .collect();
+    ws.send(json!({ "type": "resume", "channels": too_many }))
+        .await;
+    let error = ws.event_of("error").await;
+    assert_eq!(error["code"], "invalid_event");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains(&MAX_RESUME_CURSORS.to_string()),
+        "{error}"
+    );
+
+    // The most cursors allowed, each with the longest numbers there are, fit in one frame: the
+    // server reads the frame (no 1009 close) and answers each cursor (its after_seq is
+    // negative, so each is refused on its own).
+    let worst: Vec<Value> = (0..MAX_RESUME_CURSORS)
+        .map(|_| json!({ "channel_id": i64::MIN, "after_seq": i64::MIN }))
+        .collect();
+    let frame = json!({ "type": "resume", "channels": worst }).to_string();
+    assert!(frame.len() <= MAX_FRAME_BYTES, "{} bytes", frame.len());
+    ws.send_raw(tokio_tungstenite::tungstenite::Message::Text(frame.into()))
+        .await;
+    for _ in 0..MAX_RESUME_CURSORS {
+        assert_eq!(ws.event_of("error").await["code"], "invalid_event");
+    }
+    ws.send(json!({ "type": "ping", "nonce": "after" })).await;
+    assert_eq!(ws.event_of("pong").await["nonce"], "after");
 }

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::connection;
 use super::hub::RegisterError;
+use super::protocol::MAX_FRAME_BYTES;
 use crate::auth::server::session::authenticate_session;
 use crate::error::ApiError;
 use crate::server::error::api_error_response;
@@ -16,8 +17,6 @@ use crate::server::{AppState, ServiceError};
 
 /// Bytes read from the socket at a time; idle connections should cost a few KB, not 128 KiB.
 const READ_BUFFER: usize = 1024;
-/// Largest client message or frame accepted (bigger → close 1009).
-const MAX_MESSAGE: usize = 32 * 1024;
 /// Frames buffered before they are written out: a burst of queued events is fed and then
 /// flushed once, so it leaves in one write instead of one per frame (flushing writes at once).
 const WRITE_BATCH: usize = 16 * 1024;
@@ -34,8 +33,8 @@ pub async fn upgrade(
             .read_buffer_size(READ_BUFFER)
             .write_buffer_size(WRITE_BATCH)
             .max_write_buffer_size(MAX_WRITE_BUFFER)
-            .max_message_size(MAX_MESSAGE)
-            .max_frame_size(MAX_MESSAGE)
+            .max_message_size(MAX_FRAME_BYTES)
+            .max_frame_size(MAX_FRAME_BYTES)
             .on_upgrade(move |socket| async move {
                 connection::run(state, socket, user, registration).await;
                 drop(permit);

@@ -12,6 +12,7 @@ use super::Database;
 use super::rate_limit::{UserLimits, UserRateLimits};
 use crate::auth::server::session_cache::SessionCache;
 use crate::auth::server::throttle::AuthThrottle;
+use crate::channels::store::MembershipCaps;
 use crate::messages::writer::MessageWriter;
 use crate::presence::service::{PresenceConfig, PresenceService};
 use crate::realtime::hub::{Hub, HubConfig};
@@ -44,6 +45,8 @@ pub struct AppConfig {
     pub allowed_origins: Vec<String>,
     /// Per-user limits on writes and searches, per action class.
     pub rate_limits: UserRateLimits,
+    /// Most members per channel and channels per user.
+    pub caps: MembershipCaps,
 }
 
 impl Default for AppConfig {
@@ -61,6 +64,7 @@ impl Default for AppConfig {
             presence: PresenceConfig::default(),
             allowed_origins: Vec::new(),
             rate_limits: UserRateLimits::default(),
+            caps: MembershipCaps::default(),
         }
     }
 }
