@@ -79,8 +79,8 @@ pub struct Config {
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 19_500)]
     pub max_connections: usize,
 
-    /// Other origins whose pages may open `/ws` with the session cookie (comma-separated),
-    /// e.g. `https://chat.example.com`. The app's own origin is always allowed.
+    /// Other origins whose pages may open `/ws` or post to `/api` with the session cookie
+    /// (comma-separated), e.g. `https://chat.example.com`. The app's own origin is always allowed.
     #[arg(long, env = "ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
 

@@ -1,5 +1,6 @@
 //! Abuse limits: per-user rate limits (429 with `Retry-After`, nothing stored, one success after
-//! the wait), membership caps and the `resume` cursor limit.
+//! the wait), membership caps, the typed answers of the HTTP layer (413, 405, 415), the
+//! same-site rule for cookie-authenticated POSTs, and the `resume` cursor limit.
 
 use std::time::Duration;
 
@@ -7,6 +8,7 @@ use app::channels::store::MembershipCaps;
 use app::realtime::protocol::{MAX_FRAME_BYTES, MAX_RESUME_CURSORS};
 use app::server::rate_limit::{RateLimit, UserRateLimits};
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::helpers::{Reply, TestApp, TestUser};
 
@@ -423,6 +425,213 @@ async fn the_channels_per_user_cap_refuses_creating_joining_and_new_dms() {
     )
     .await
     .ok();
+}
+
+/// Sends raw bytes over HTTP/1.1 and returns the status and the JSON body of the answer.
+async fn raw_http(app: &TestApp, request: &[u8]) -> (u16, Value) {
+    let mut stream = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("connect");
+    stream.write_all(request).await.expect("write");
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.expect("read");
+    let text = String::from_utf8_lossy(&answer);
+    let (head, body) = text.split_once("\r\n\r\n").expect("a complete answer");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .expect("status line");
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+/// A chunked `messages/send` whose body is `body_bytes` long (padding in the body field).
+fn chunked_send(app: &TestApp, user: &TestUser, channel: i64, body_bytes: usize) -> Vec<u8> {
+    let prefix = format!(
+        "{{\"channel_id\":{channel},\"client_id\":\"{}\",\"body\":\"",
+        uuid::Uuid::new_v4()
+    );
+    let suffix = "\"}";
+    let padding = "x".repeat(body_bytes - prefix.len() - suffix.len());
+    let json = format!("{prefix}{padding}{suffix}");
+    let mut request = format!(
+        "POST /api/messages/send HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        app.addr, user.token
+    )
+    .into_bytes();
+    // Sent in 16 KiB chunks, as a streaming client would; no Content-Length anywhere.
+    for chunk in json.as_bytes().chunks(16 * 1024) {
+        request.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        request.extend_from_slice(chunk);
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"0\r\n\r\n");
+    request
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_are_typed_413_with_or_without_content_length() {
+    let app = TestApp::spawn().await;
+    let ann = app.signup("ann").await;
+    let channel = app.group(&ann, &[]).await;
+    let limit = 64 * 1024;
+
+    let declared = app
+        .http
+        .post(format!("{}/api/messages/send", app.base))
+        .bearer_auth(&ann.token)
+        .header("content-type", "application/json")
+        .body(
+            send_body(
+                channel,
+                &uuid::Uuid::new_v4().to_string(),
+                &"x".repeat(limit),
+            )
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let body = Reply::from(declared).await.err(413);
+    assert_eq!(body["error"], "payload_too_large");
+    assert_eq!(body["max_bytes"], limit);
+
+    // The chunked path works for a body under the limit (the 4000-character rule answers)…
+    let (status, body) = raw_http(&app, &chunked_send(&app, &ann, channel, 8 * 1024)).await;
+    assert_eq!((status, &body["error"]), (400, &json!("invalid")), "{body}");
+    assert_eq!(body["field"], "body");
+    // …and one over it is the same typed 413, not a decoding error.
+    let (status, body) = raw_http(&app, &chunked_send(&app, &ann, channel, limit + 1)).await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["error"], "payload_too_large");
+    assert_eq!(body["max_bytes"], limit);
+    assert_eq!(message_count(&app, &ann, channel).await, 0);
+}
+
+#[tokio::test]
+async fn other_methods_are_a_typed_405_naming_post() {
+    let app = TestApp::spawn().await;
+    let ann = app.signup("ann").await;
+    for method in [
+        reqwest::Method::GET,
+        reqwest::Method::PUT,
+        reqwest::Method::DELETE,
+    ] {
+        let response = app
+            .http
+            .request(method.clone(), format!("{}/api/messages/send", app.base))
+            .bearer_auth(&ann.token)
+            .send()
+            .await
+            .unwrap();
+        let reply = Reply::from(response).await;
+        let allow = reply.headers["allow"].to_str().unwrap().to_owned();
+        assert!(allow.contains("POST"), "{method}: Allow: {allow}");
+        let body = reply.err(405);
+        assert_eq!(body["error"], "method_not_allowed", "{method}");
+    }
+    // Unknown endpoints stay a typed 404, whatever the method.
+    assert_eq!(
+        Reply::from(app.get("/api/nothing/here").await)
+            .await
+            .err(404)["error"],
+        "not_found"
+    );
+}
+
+#[tokio::test]
+async fn only_json_bodies_are_accepted_415_otherwise() {
+    let app = TestApp::spawn().await;
+    let ann = app.signup("ann").await;
+    let channel = app.group(&ann, &[]).await;
+    let json_text = send_body(channel, &uuid::Uuid::new_v4().to_string(), "hi").to_string();
+    for content_type in [
+        Some("text/plain"),
+        Some("text/plain;charset=UTF-8"),
+        Some("application/x-www-form-urlencoded"),
+        None,
+    ] {
+        let mut request = app
+            .http
+            .post(format!("{}/api/messages/send", app.base))
+            .bearer_auth(&ann.token)
+            .body(json_text.clone());
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        let body = Reply::from(request.send().await.unwrap()).await.err(415);
+        assert_eq!(body["error"], "unsupported_media_type", "{content_type:?}");
+    }
+    assert_eq!(
+        message_count(&app, &ann, channel).await,
+        0,
+        "nothing stored"
+    );
+    // A charset parameter on JSON is fine.
+    let response = app
+        .http
+        .post(format!("{}/api/messages/send", app.base))
+        .bearer_auth(&ann.token)
+        .header("content-type", "application/json; charset=utf-8")
+        .body(json_text)
+        .send()
+        .await
+        .unwrap();
+    Reply::from(response).await.ok();
+}
+
+#[tokio::test]
+async fn cookie_posts_need_a_same_site_origin_bearer_posts_need_none() {
+    let app = TestApp::spawn().await;
+    let ann = app.signup("ann").await;
+    let channel = app.group(&ann, &[]).await;
+    let post = |headers: Vec<(&'static str, String)>| {
+        let mut request = app
+            .http
+            .post(format!("{}/api/messages/send", app.base))
+            .json(&send_body(channel, &uuid::Uuid::new_v4().to_string(), "hi"));
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        async move { Reply::from(request.send().await.unwrap()).await }
+    };
+    let cookie = ("cookie", format!("dn_session={}", ann.token));
+    let same_site = ("origin", format!("http://{}", app.addr));
+    let cross_site = ("origin", "https://evil.example".to_owned());
+
+    let body = post(vec![cookie.clone(), cross_site.clone()])
+        .await
+        .err(403);
+    assert_eq!(body["error"], "forbidden");
+    assert_eq!(
+        post(vec![cookie.clone()]).await.err(403)["error"],
+        "forbidden",
+        "a cookie without an Origin"
+    );
+    assert_eq!(
+        message_count(&app, &ann, channel).await,
+        0,
+        "nothing stored"
+    );
+    post(vec![cookie, same_site]).await.ok();
+    post(vec![("authorization", format!("Bearer {}", ann.token))])
+        .await
+        .ok();
+    assert_eq!(message_count(&app, &ann, channel).await, 2);
+
+    // Another site cannot sign a visitor in either (log-in CSRF).
+    let response = app
+        .http
+        .post(format!("{}/api/auth/login", app.base))
+        .header(cross_site.0, cross_site.1)
+        .json(&json!({ "username": "ann", "password": "correct horse" }))
+        .send()
+        .await
+        .unwrap();
+    let reply = Reply::from(response).await;
+    assert!(!reply.headers.contains_key("set-cookie"));
+    reply.err(403);
 }
 
 #[tokio::test]

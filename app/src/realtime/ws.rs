@@ -4,12 +4,12 @@
 use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::http::HeaderMap;
-use axum::http::header::{AUTHORIZATION, HOST, ORIGIN};
 use axum::response::{IntoResponse, Response};
 
 use super::connection;
 use super::hub::RegisterError;
 use super::protocol::MAX_FRAME_BYTES;
+use crate::auth::server::origin::check_websocket;
 use crate::auth::server::session::authenticate_session;
 use crate::error::ApiError;
 use crate::server::error::api_error_response;
@@ -57,9 +57,8 @@ async fn prepare(
 > {
     let epoch = state.sessions.epoch();
     let (user, session) = authenticate_session(state, headers).await?;
-    if !headers.contains_key(AUTHORIZATION) {
-        check_origin(state, headers)?;
-    }
+    // Cross-site WebSocket hijacking would otherwise ride on the cookie.
+    check_websocket(&state.config.allowed_origins, headers)?;
     let permit = state
         .ws_slots
         .clone()
@@ -92,33 +91,4 @@ async fn prepare(
         authenticate_session(state, headers).await?;
     }
     Ok((user, registration, permit))
-}
-
-/// A browser authenticated by cookie must come from this site: cross-site WebSocket hijacking
-/// would otherwise ride on the cookie.
-fn check_origin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let origin = headers
-        .get(ORIGIN)
-        .and_then(|value| value.to_str().ok())
-        .ok_or_else(|| {
-            ApiError::forbidden("cookie-authenticated WebSocket requests need an Origin header")
-        })?;
-    if state
-        .config
-        .allowed_origins
-        .iter()
-        .any(|allowed| allowed == origin)
-    {
-        return Ok(());
-    }
-    let host = headers.get(HOST).and_then(|value| value.to_str().ok());
-    let origin_authority = origin
-        .strip_prefix("http://")
-        .or_else(|| origin.strip_prefix("https://"));
-    match (origin_authority, host) {
-        (Some(authority), Some(host)) if authority.eq_ignore_ascii_case(host) => Ok(()),
-        _ => Err(ApiError::forbidden(format!(
-            "origin {origin} may not open this WebSocket"
-        ))),
-    }
 }

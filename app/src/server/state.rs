@@ -41,7 +41,8 @@ pub struct AppConfig {
     pub hub: HubConfig,
     /// Presence grace period, lease TTL and Redis.
     pub presence: PresenceConfig,
-    /// Origins (besides this site's own) whose pages may open `/ws` with the session cookie.
+    /// Origins (besides this site's own) whose pages may open `/ws` or post to `/api` with the
+    /// session cookie.
     pub allowed_origins: Vec<String>,
     /// Per-user limits on writes and searches, per action class.
     pub rate_limits: UserRateLimits,
