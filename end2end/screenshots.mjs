@@ -25,7 +25,9 @@ async function user(display) {
   const me = await response.json();
   return { context, id: me.id ?? me.user?.id, username };
 }
-const post = async (who, endpoint, data) => (await who.context.request.post(`/api/${endpoint}`, { data })).json();
+// A POST with the session cookie must name this site in Origin (browsers add it themselves).
+const post = async (who, endpoint, data) =>
+  (await who.context.request.post(`/api/${endpoint}`, { data, headers: { Origin: new URL(base).origin } })).json();
 const say = (who, channel, body) => post(who, 'messages/send', { channel_id: channel, client_id: crypto.randomUUID(), body });
 
 const ann = await user('Ann Carter');

@@ -3,9 +3,11 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use app::channels::store::MembershipCaps;
 use app::presence::service::PresenceConfig;
 use app::realtime::hub::HubConfig;
 use app::server::AppConfig;
+use app::server::rate_limit::{RateLimit, UserRateLimits};
 use clap::Parser;
 
 #[derive(Debug, Clone, Parser)]
@@ -83,10 +85,49 @@ pub struct Config {
     #[arg(long, env = "METRICS_BIND")]
     pub metrics_bind: Option<SocketAddr>,
 
-    /// Other origins whose pages may open `/ws` with the session cookie (comma-separated),
-    /// e.g. `https://chat.example.com`. The app's own origin is always allowed.
+    /// Other origins whose pages may open `/ws` or post to `/api` with the session cookie
+    /// (comma-separated), e.g. `https://chat.example.com`. The app's own origin is always allowed.
     #[arg(long, env = "ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
+
+    /// Per-user limit on `messages/send`: PER_SECOND/BURST (a token bucket), or 0 / off.
+    #[arg(long, env = "RATE_LIMIT_SEND", default_value_t = UserRateLimits::default().send)]
+    pub rate_limit_send: RateLimit,
+
+    /// Per-user limit on `messages/edit` and `messages/delete` together.
+    #[arg(long, env = "RATE_LIMIT_EDIT", default_value_t = UserRateLimits::default().edit)]
+    pub rate_limit_edit: RateLimit,
+
+    /// Per-user limit on `read/mark`.
+    #[arg(long, env = "RATE_LIMIT_READ", default_value_t = UserRateLimits::default().read)]
+    pub rate_limit_read: RateLimit,
+
+    /// Per-user limit on channel writes (`channels/create`, `direct`, `rename`, `add_member`,
+    /// `remove_member`, `leave`) together.
+    #[arg(long, env = "RATE_LIMIT_CHANNELS", default_value_t = UserRateLimits::default().channels)]
+    pub rate_limit_channels: RateLimit,
+
+    /// Per-user limit on `users/search`.
+    #[arg(long, env = "RATE_LIMIT_SEARCH", default_value_t = UserRateLimits::default().search)]
+    pub rate_limit_search: RateLimit,
+
+    /// Turn every per-user rate limit above off (benchmarks, load tests). The log-in and
+    /// sign-up throttles and the WebSocket limits stay.
+    #[arg(long, env = "DISABLE_RATE_LIMITS", default_value_t = false)]
+    pub disable_rate_limits: bool,
+
+    /// Most members one channel may have, its owner included.
+    #[arg(long, env = "MAX_CHANNEL_MEMBERS", default_value_t = MembershipCaps::default().max_members,
+          value_parser = clap::value_parser!(u32).range(2..))]
+    pub max_channel_members: u32,
+
+    /// Most channels one user may be a member of: at most 400, the most channels one WebSocket
+    /// `resume` names (docs/PROTOCOL.md, "Limits").
+    #[arg(long, env = "MAX_CHANNELS_PER_USER",
+          default_value_t = MembershipCaps::MAX_CHANNELS_PER_USER,
+          value_parser = clap::value_parser!(u32)
+              .range(1..=i64::from(MembershipCaps::MAX_CHANNELS_PER_USER)))]
+    pub max_channels_per_user: u32,
 
     /// Seconds a stop (SIGTERM, Ctrl-C) spends draining: `/ready` answers 503, new WebSockets
     /// are refused and open ones are closed with 1012, each at a random moment in this window;
@@ -134,6 +175,21 @@ impl Config {
             },
             allowed_origins: self.allowed_origins.clone(),
             drain: Duration::from_secs(self.drain_secs),
+            rate_limits: if self.disable_rate_limits {
+                UserRateLimits::OFF
+            } else {
+                UserRateLimits {
+                    send: self.rate_limit_send,
+                    edit: self.rate_limit_edit,
+                    read: self.rate_limit_read,
+                    channels: self.rate_limit_channels,
+                    search: self.rate_limit_search,
+                }
+            },
+            caps: MembershipCaps {
+                max_members: self.max_channel_members,
+                max_channels_per_user: self.max_channels_per_user,
+            },
         }
     }
 
@@ -144,5 +200,48 @@ impl Config {
             addr.set_port(port);
         }
         addr
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, clap::Error> {
+        Config::try_parse_from(std::iter::once("dealnest-chat").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn rate_limits_and_caps_from_flags() {
+        let config = parse(&[
+            "--rate-limit-send",
+            "1/2",
+            "--rate-limit-read",
+            "0",
+            "--max-channel-members",
+            "50",
+            "--max-channels-per-user",
+            "10",
+        ])
+        .unwrap()
+        .app_config();
+        assert_eq!(config.rate_limits.send, RateLimit::new(1, 2));
+        assert!(config.rate_limits.read.is_off());
+        assert_eq!(config.rate_limits.edit, UserRateLimits::default().edit);
+        assert_eq!(config.caps.max_members, 50);
+        assert_eq!(config.caps.max_channels_per_user, 10);
+        let off = parse(&["--disable-rate-limits"]).unwrap().app_config();
+        assert_eq!(off.rate_limits, UserRateLimits::OFF);
+    }
+
+    #[test]
+    fn the_defaults_match_app_config_and_the_caps_are_bounded() {
+        let config = parse(&[]).unwrap().app_config();
+        assert_eq!(config.rate_limits, UserRateLimits::default());
+        assert_eq!(config.caps, MembershipCaps::default());
+        assert!(parse(&["--max-channels-per-user", "401"]).is_err());
+        assert!(parse(&["--max-channels-per-user", "0"]).is_err());
+        assert!(parse(&["--max-channel-members", "1"]).is_err());
+        assert!(parse(&["--rate-limit-send", "5/0"]).is_err());
     }
 }

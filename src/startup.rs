@@ -14,6 +14,7 @@ use axum::http::HeaderValue;
 use axum::http::StatusCode;
 use axum::http::Uri;
 use axum::http::header::CACHE_CONTROL;
+use axum::middleware;
 use axum::response::IntoResponse;
 use axum::routing::{any, get};
 use axum::serve::ListenerExt;
@@ -31,8 +32,7 @@ use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
-/// Largest request body accepted (the biggest valid request, a 1000-member channel, is ~10 KiB).
-const MAX_REQUEST_BYTES: usize = 64 * 1024;
+use crate::api_guard::{self, MAX_REQUEST_BYTES};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -148,6 +148,11 @@ pub fn router(state: AppState) -> Router {
             DefaultPredicate::new().and(NotForContentType::const_new("application/wasm")),
         ))
         .layer(CatchPanicLayer::custom(panic_response))
+        // Outside the panic catcher and the body limit, so their answers on /api are typed too.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            api_guard::guard,
+        ))
         // Request ids: the caller's `x-request-id`, or a new UUID, set before the span opens
         // (so it is in the span) and returned on the answer.
         .layer(

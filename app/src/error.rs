@@ -26,12 +26,31 @@ pub enum ApiError {
     /// 404: the named thing does not exist.
     #[error("{message}")]
     NotFound { message: String },
+    /// 405: the endpoint exists but not for this HTTP method (server functions take `POST`;
+    /// the `Allow` header says so).
+    #[error("{message}")]
+    MethodNotAllowed { message: String },
     /// 409: the request clashes with stored state (e.g. username taken).
     #[error("{message}")]
     Conflict { message: String },
-    /// 429: too many attempts; retry after the given number of seconds.
+    /// 409: a configured cap would be exceeded: `limit` names it (`channel_members`,
+    /// `channels_per_user`) and `max` is its value.
     #[error("{message}")]
-    Throttled {
+    LimitReached {
+        message: String,
+        limit: String,
+        max: u64,
+    },
+    /// 413: the request body is larger than `max_bytes`.
+    #[error("{message}")]
+    PayloadTooLarge { message: String, max_bytes: u64 },
+    /// 415: the request body is not declared as JSON (`Content-Type: application/json`).
+    #[error("{message}")]
+    UnsupportedMediaType { message: String },
+    /// 429: too many requests of this kind (log-in attempts, sends, connections…); retry after
+    /// the given number of seconds (also sent as a `Retry-After` header).
+    #[error("{message}")]
+    RateLimited {
         message: String,
         retry_after_secs: u64,
     },
@@ -76,6 +95,28 @@ impl ApiError {
         }
     }
 
+    /// A cap named `limit` whose value is `max` would be exceeded.
+    pub fn limit_reached(limit: &str, max: u64, message: impl Into<String>) -> Self {
+        Self::LimitReached {
+            message: message.into(),
+            limit: limit.to_owned(),
+            max,
+        }
+    }
+
+    /// Too many requests of one kind: `what` says which, and the client may retry after
+    /// `wait` (rounded up to whole seconds, at least one).
+    pub fn rate_limited(what: &str, wait: std::time::Duration) -> Self {
+        let retry_after_secs = wait
+            .as_secs()
+            .saturating_add(u64::from(wait.subsec_nanos() > 0))
+            .max(1);
+        Self::RateLimited {
+            message: format!("{what}; try again in {retry_after_secs} s"),
+            retry_after_secs,
+        }
+    }
+
     pub fn internal() -> Self {
         Self::Internal {
             message: "internal server error".into(),
@@ -89,17 +130,20 @@ impl ApiError {
             Self::Unauthorized { .. } => 401,
             Self::Forbidden { .. } => 403,
             Self::NotFound { .. } => 404,
-            Self::Conflict { .. } => 409,
-            Self::Throttled { .. } => 429,
+            Self::MethodNotAllowed { .. } => 405,
+            Self::Conflict { .. } | Self::LimitReached { .. } => 409,
+            Self::PayloadTooLarge { .. } => 413,
+            Self::UnsupportedMediaType { .. } => 415,
+            Self::RateLimited { .. } => 429,
             Self::Internal { .. } => 500,
             Self::Unavailable { .. } => 503,
         }
     }
 
-    /// Seconds to send as `Retry-After` (throttled errors only).
+    /// Seconds to send as `Retry-After` (rate-limited errors only).
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self {
-            Self::Throttled {
+            Self::RateLimited {
                 retry_after_secs, ..
             } => Some(*retry_after_secs),
             _ => None,
@@ -180,3 +224,71 @@ fn record_status(_: &ApiError) {}
 
 /// Shorthand for API results.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn retry_after_is_whole_seconds_rounded_up_and_at_least_one() {
+        for (wait, secs) in [
+            (Duration::ZERO, 1),
+            (Duration::from_millis(200), 1),
+            (Duration::from_secs(1), 1),
+            (Duration::from_millis(1001), 2),
+            (Duration::from_secs(59), 59),
+        ] {
+            let error = ApiError::rate_limited("too many sends", wait);
+            assert_eq!(error.retry_after_secs(), Some(secs), "{wait:?}");
+            assert_eq!(error.status_code(), 429);
+        }
+    }
+
+    #[test]
+    fn limit_errors_have_stable_codes() {
+        let json =
+            serde_json::to_value(ApiError::rate_limited("too many sends", Duration::ZERO)).unwrap();
+        assert_eq!(json["error"], "rate_limited");
+        assert_eq!(json["retry_after_secs"], 1);
+        let json = serde_json::to_value(ApiError::limit_reached(
+            "channels_per_user",
+            400,
+            "you are in 400 channels",
+        ))
+        .unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"error": "limit_reached", "limit": "channels_per_user", "max": 400,
+                               "message": "you are in 400 channels"})
+        );
+        for (error, code, status) in [
+            (
+                ApiError::MethodNotAllowed {
+                    message: String::new(),
+                },
+                "method_not_allowed",
+                405,
+            ),
+            (
+                ApiError::PayloadTooLarge {
+                    message: String::new(),
+                    max_bytes: 1,
+                },
+                "payload_too_large",
+                413,
+            ),
+            (
+                ApiError::UnsupportedMediaType {
+                    message: String::new(),
+                },
+                "unsupported_media_type",
+                415,
+            ),
+        ] {
+            assert_eq!(serde_json::to_value(&error).unwrap()["error"], code);
+            assert_eq!(error.status_code(), status);
+        }
+    }
+}

@@ -59,24 +59,31 @@ export function messages(page: Page) {
   return page.getByRole('log', { name: 'Messages' });
 }
 
+/**
+ * POSTs to a server function with the page's session cookie. The server requires a
+ * cookie-authenticated POST to name this site in `Origin`: the browser adds it to the app's own
+ * fetches, Playwright's request context does not, so it is set here from the page's address.
+ */
+export async function apiPost(page: Page, endpoint: string, data: unknown) {
+  return page.request.post(`/api/${endpoint}`, { data, headers: { Origin: new URL(page.url()).origin } });
+}
+
 /** Sends a message through the HTTP API with the page's session (no UI involved). */
 export async function apiSend(page: Page, channelId: number, body: string) {
-  const response = await page.request.post('/api/messages/send', {
-    data: { channel_id: channelId, client_id: crypto.randomUUID(), body },
-  });
+  const response = await apiPost(page, 'messages/send', { channel_id: channelId, client_id: crypto.randomUUID(), body });
   expect(response.status()).toBe(200);
 }
 
 /** The channel's read state through the HTTP API, as the page's user. */
 export async function readState(page: Page, channelId: number) {
-  const response = await page.request.post('/api/read/state', { data: { channel_id: channelId } });
+  const response = await apiPost(page, 'read/state', { channel_id: channelId });
   expect(response.status()).toBe(200);
   return (await response.json()) as { last_seq: number; pointers: { user_id: number; last_read_seq: number }[] };
 }
 
 /** My read pointer in a channel (through the API). */
 export async function myPointer(page: Page, channelId: number) {
-  const me = await (await page.request.post('/api/auth/me', { data: {} })).json();
+  const me = await (await apiPost(page, 'auth/me', {})).json();
   const state = await readState(page, channelId);
   return state.pointers.find((p) => p.user_id === me.id)?.last_read_seq ?? 0;
 }

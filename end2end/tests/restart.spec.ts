@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { expect, test } from './fixtures';
-import { apiSend, channelLink, createChannel, messages, newUser, runId, send } from './helpers';
+import { apiPost, apiSend, channelLink, createChannel, messages, newUser, runId, send } from './helpers';
 
 // This test owns its server so it can stop and restart it (same database file).
 const port = 3150;
@@ -71,9 +71,9 @@ test('a server restart mid-conversation: banner, reconnect, missed messages show
     await waitForHealth();
     // An edit of a message Bob already has, made while he is away, is not a missed message:
     // it must still show once he is back.
-    const before = await ann.page.request.post('/api/messages/list', { data: { channel_id: channelId } });
+    const before = await apiPost(ann.page, 'messages/list', { channel_id: channelId });
     const firstId = (await before.json()).messages[0].id;
-    const edited = await ann.page.request.post('/api/messages/edit', { data: { message_id: firstId, body: 'before the restart (edited)' } });
+    const edited = await apiPost(ann.page, 'messages/edit', { message_id: firstId, body: 'before the restart (edited)' });
     expect(edited.status()).toBe(200);
     // Sent while Bob's tab is still reconnecting (its backoff has grown past a second).
     for (const text of ['missed one', 'missed two', 'missed three']) {

@@ -52,10 +52,13 @@ async fn browser_session_cookie_is_http_only_and_same_site_lax() {
         "{cookie}"
     );
     let session = cookie.split(';').next().unwrap().to_owned();
+    // A browser sends its page's origin with every POST; cookie-authenticated POSTs need it.
+    let own_origin = format!("http://{}", app.addr);
     let me = app
         .http
         .post(format!("{}/api/auth/me", app.base))
         .header("cookie", &session)
+        .header("origin", &own_origin)
         .json(&json!({}))
         .send()
         .await
@@ -66,6 +69,7 @@ async fn browser_session_cookie_is_http_only_and_same_site_lax() {
         .http
         .post(format!("{}/api/auth/logout", app.base))
         .header("cookie", &session)
+        .header("origin", &own_origin)
         .json(&json!({}))
         .send()
         .await
@@ -143,7 +147,8 @@ async fn login_is_throttled_per_username_with_retry_after() {
         .unwrap();
     assert!(retry_after >= 1);
     let body = reply.err(429);
-    assert_eq!(body["error"], "throttled");
+    assert_eq!(body["error"], "rate_limited");
+    assert_eq!(body["retry_after_secs"].as_u64(), Some(retry_after));
     // Another username is not throttled by ann's attempts.
     app.signup("bob").await;
     app.call(

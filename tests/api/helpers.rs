@@ -8,6 +8,7 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use app::server::AppConfig;
+use app::server::rate_limit::UserRateLimits;
 use dealnest_chat::startup;
 use leptos::config::LeptosOptions;
 use reqwest::StatusCode;
@@ -74,11 +75,14 @@ impl Reply {
 }
 
 impl TestApp {
-    /// The default configuration with a short presence grace period, so tests wait less.
+    /// The default configuration with a short presence grace period, so tests wait less, and
+    /// without per-user rate limits: many tests send hundreds of messages at once. The tests of
+    /// the limits (`limits.rs`) set small ones of their own.
     pub fn test_config() -> AppConfig {
         let mut config = AppConfig::default();
         config.presence.grace = std::time::Duration::from_millis(400);
         config.presence.sweep_every = std::time::Duration::from_millis(200);
+        config.rate_limits = UserRateLimits::OFF;
         config
     }
 

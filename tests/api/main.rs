@@ -5,6 +5,7 @@ mod auth;
 mod channels;
 mod crash;
 mod helpers;
+mod limits;
 mod messages;
 mod metrics;
 mod operations;

@@ -183,20 +183,27 @@ async fn sigterm_drains_clients_with_1012_keeps_every_acknowledged_send_and_exit
         .expect("run kill");
     assert!(kill.success());
 
-    // Every socket is closed with 1012, at its own moment inside the two-second window.
-    let mut closed_after = Vec::new();
-    for socket in &mut sockets {
-        loop {
-            match socket.next_frame(Duration::from_secs(5)).await {
-                Some(WsFrame::Event(_)) => continue,
-                Some(WsFrame::Closed(code)) => {
-                    assert_eq!(code, Some(1012));
-                    break;
+    // Every socket is closed with 1012, at its own moment inside the two-second window. Each
+    // is read by its own task, so a close is timed when it arrives, not when it is read.
+    let closes: Vec<_> = sockets
+        .into_iter()
+        .map(|mut socket| {
+            tokio::spawn(async move {
+                loop {
+                    match socket.next_frame(Duration::from_secs(5)).await {
+                        Some(WsFrame::Event(_)) => continue,
+                        Some(WsFrame::Closed(code)) => return (code, signalled.elapsed()),
+                        other => panic!("expected a 1012 close, got {other:?}"),
+                    }
                 }
-                other => panic!("expected a 1012 close, got {other:?}"),
-            }
-        }
-        closed_after.push(signalled.elapsed());
+            })
+        })
+        .collect();
+    let mut closed_after = Vec::new();
+    for close in closes {
+        let (code, after) = close.await.expect("socket reader");
+        assert_eq!(code, Some(1012));
+        closed_after.push(after);
     }
     let first = closed_after.iter().min().expect("closes");
     let last = closed_after.iter().max().expect("closes");

@@ -31,6 +31,9 @@ pub async fn start_with(
         .env("LEPTOS_SITE_ADDR", format!("127.0.0.1:{port}"))
         .env("LEPTOS_SITE_ROOT", "target/site")
         .env("LOG_LEVEL", "warn")
+        // The tests that run the binary send as fast as it takes them, far over the per-user
+        // send limit; tests/api/limits.rs tests the limits.
+        .env("DISABLE_RATE_LIMITS", "true")
         .envs(env.iter().copied())
         .stdout(if capture_stdout {
             Stdio::piped()

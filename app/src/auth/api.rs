@@ -54,6 +54,6 @@ pub async fn me() -> Result<PublicUser, ApiError> {
 /// Users whose username or display name starts with `query` (case-insensitive), by username.
 #[server(endpoint = "users/search", input = Json)]
 pub async fn search_users(query: String, limit: Option<u32>) -> Result<Vec<PublicUser>, ApiError> {
-    let (state, _) = super::server::session::authenticated().await?;
-    Ok(super::server::service::search_users(&state, &query, limit).await?)
+    let (state, user) = super::server::session::authenticated().await?;
+    Ok(super::server::service::search_users(&state, user.id, &query, limit).await?)
 }

@@ -1,6 +1,6 @@
 //! Channel rules: who may create, see, rename and change membership.
 
-use super::store::ChannelAccess;
+use super::store::{CapReached, ChannelAccess};
 use super::{ChannelDetail, ChannelKind, ChannelSummary, MemberRole};
 use crate::auth::server::AuthUser;
 use crate::domain::{ChannelName, parse_id};
@@ -8,10 +8,36 @@ use crate::error::ApiError;
 use crate::realtime::broker::Target;
 use crate::realtime::protocol::{ChannelInfo, ServerEvent};
 use crate::server::error::ServiceResult;
-use crate::server::{AppState, ServiceError, now_ms};
+use crate::server::rate_limit::Action;
+use crate::server::{AppState, ServiceError, StoreError, now_ms};
 
-/// Most members a group may be created with in one call.
-pub const MAX_INITIAL_MEMBERS: usize = 1000;
+/// A membership cap the store refused a write on, told to the client as `limit_reached`
+/// naming the cap and its value; other storage failures stay internal.
+fn cap_error(caller: i64) -> impl Fn(StoreError) -> ServiceError {
+    move |error| match error {
+        StoreError::CapReached(CapReached::ChannelFull { max }) => ApiError::limit_reached(
+            "channel_members",
+            max.into(),
+            format!("a channel can have at most {max} members"),
+        )
+        .into(),
+        StoreError::CapReached(CapReached::ChannelsPerUser { user_ids, max }) => {
+            let message = if user_ids == [caller] {
+                format!(
+                    "you are already in {max} channels, the most allowed; leave one to join another"
+                )
+            } else {
+                let ids: Vec<String> = user_ids.iter().map(i64::to_string).collect();
+                format!(
+                    "user(s) {} already in {max} channels, the most allowed",
+                    ids.join(", ")
+                )
+            };
+            ApiError::limit_reached("channels_per_user", max.into(), message).into()
+        }
+        other => other.into(),
+    }
+}
 
 /// The caller's access to a channel: 404 when it does not exist, 403 when not a member.
 pub async fn require_member(
@@ -118,14 +144,8 @@ pub async fn create_group(
     name: &str,
     member_ids: &[i64],
 ) -> ServiceResult<ChannelDetail> {
+    state.user_limits.check(user.id, Action::Channels)?;
     let name = ChannelName::parse(name)?;
-    if member_ids.len() > MAX_INITIAL_MEMBERS {
-        return Err(ApiError::invalid(
-            "member_ids",
-            format!("at most {MAX_INITIAL_MEMBERS} members per call"),
-        )
-        .into());
-    }
     let mut members: Vec<i64> = member_ids
         .iter()
         .copied()
@@ -136,8 +156,15 @@ pub async fn create_group(
     require_users(state, "member_ids", &members).await?;
     let channel_id = state
         .db
-        .create_group(user.id, name.as_str(), &members, now_ms())
-        .await?;
+        .create_group(
+            user.id,
+            name.as_str(),
+            &members,
+            now_ms(),
+            state.config.caps,
+        )
+        .await
+        .map_err(cap_error(user.id))?;
     let created = detail(state, channel_id).await?;
     announce_new_channel(state, &created);
     Ok(created)
@@ -149,11 +176,13 @@ pub async fn open_direct(
     user: &AuthUser,
     other_user_id: i64,
 ) -> ServiceResult<ChannelDetail> {
+    state.user_limits.check(user.id, Action::Channels)?;
     require_users(state, "user_id", &[other_user_id]).await?;
     let (channel_id, created) = state
         .db
-        .direct_channel(user.id, other_user_id, now_ms())
-        .await?;
+        .direct_channel(user.id, other_user_id, now_ms(), state.config.caps)
+        .await
+        .map_err(cap_error(user.id))?;
     let direct = detail(state, channel_id).await?;
     if created {
         announce_new_channel(state, &direct);
@@ -181,6 +210,7 @@ pub async fn rename(
     channel_id: i64,
     name: &str,
 ) -> ServiceResult<ChannelDetail> {
+    state.user_limits.check(user.id, Action::Channels)?;
     let name = ChannelName::parse(name)?;
     require_group_owner(state, user, channel_id, "be renamed").await?;
     state.db.rename_channel(channel_id, name.as_str()).await?;
@@ -201,12 +231,14 @@ pub async fn add_member(
     channel_id: i64,
     new_member_id: i64,
 ) -> ServiceResult<ChannelDetail> {
+    state.user_limits.check(user.id, Action::Channels)?;
     require_group_owner(state, user, channel_id, "add members").await?;
     require_users(state, "user_id", &[new_member_id]).await?;
     let added = state
         .db
-        .add_member(channel_id, new_member_id, now_ms())
-        .await?;
+        .add_member(channel_id, new_member_id, now_ms(), state.config.caps)
+        .await
+        .map_err(cap_error(user.id))?;
     let current = detail(state, channel_id).await?;
     if added && let Some(member) = current.members.iter().find(|m| m.user.id == new_member_id) {
         state.hub.join(new_member_id, channel_id);
@@ -229,6 +261,7 @@ pub async fn remove_member(
     channel_id: i64,
     member_id: i64,
 ) -> ServiceResult<ChannelDetail> {
+    state.user_limits.check(user.id, Action::Channels)?;
     let member_id = parse_id(member_id, "user_id")?;
     require_group_owner(state, user, channel_id, "remove members").await?;
     if member_id == user.id {
@@ -248,6 +281,7 @@ pub async fn remove_member(
 
 #[tracing::instrument(skip(state, user), fields(user_id = user.id))]
 pub async fn leave(state: &AppState, user: &AuthUser, channel_id: i64) -> ServiceResult<()> {
+    state.user_limits.check(user.id, Action::Channels)?;
     let (access, _) = require_member(state, user, channel_id).await?;
     if access.kind == ChannelKind::Direct {
         return Err(ApiError::forbidden("direct messages cannot be left").into());

@@ -8,8 +8,51 @@ use super::{
     ChannelDetail, ChannelKind, ChannelMember, ChannelSummary, MemberRole, MessagePreview,
 };
 use crate::auth::PublicUser;
-use crate::server::SqliteDb;
+use crate::realtime::protocol::MAX_RESUME_CURSORS;
 use crate::server::db::StoreResult;
+use crate::server::{SqliteDb, StoreError};
+
+/// Caps on memberships. They are checked inside the write transaction that would exceed them,
+/// so concurrent adds cannot overshoot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MembershipCaps {
+    /// Most members a channel may have, its owner included.
+    pub max_members: u32,
+    /// Most channels one user may be a member of; at most [`MAX_RESUME_CURSORS`], so one
+    /// `resume` can always name them all.
+    pub max_channels_per_user: u32,
+}
+
+impl MembershipCaps {
+    /// The highest channels-per-user cap: the most cursors one `resume` takes.
+    pub const MAX_CHANNELS_PER_USER: u32 = MAX_RESUME_CURSORS as u32;
+}
+
+impl Default for MembershipCaps {
+    fn default() -> Self {
+        Self {
+            max_members: 1000,
+            max_channels_per_user: Self::MAX_CHANNELS_PER_USER,
+        }
+    }
+}
+
+/// Which cap a membership write would have exceeded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CapReached {
+    /// The channel already has `max` members.
+    #[error("the channel already has {max} members")]
+    ChannelFull { max: u32 },
+    /// These users are already members of `max` channels each.
+    #[error("users {user_ids:?} are already in {max} channels")]
+    ChannelsPerUser { user_ids: Vec<i64>, max: u32 },
+}
+
+impl From<CapReached> for StoreError {
+    fn from(cap: CapReached) -> Self {
+        Self::CapReached(cap)
+    }
+}
 
 /// What a user may do in a channel: its kind and newest seq, and the user's role if a member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,17 +65,28 @@ pub struct ChannelAccess {
 
 #[async_trait]
 pub trait ChannelStore {
-    /// Creates a group owned by `creator` with `member_ids` (not containing `creator`) as
-    /// members, returning its id.
+    /// Creates a group owned by `creator` with `member_ids` (distinct, not containing
+    /// `creator`) as members, returning its id. `CapReached` when that is more than
+    /// `caps.max_members` in all, or when any of them is already in `caps.max_channels_per_user`
+    /// channels.
     async fn create_group(
         &self,
         creator: i64,
         name: &str,
         member_ids: &[i64],
         now: i64,
+        caps: MembershipCaps,
     ) -> StoreResult<i64>;
     /// The id of the one DM channel between `a` and `b`, created if missing (then `true`).
-    async fn direct_channel(&self, a: i64, b: i64, now: i64) -> StoreResult<(i64, bool)>;
+    /// Creating it is `CapReached` when either user is already in
+    /// `caps.max_channels_per_user` channels; an existing one is always returned.
+    async fn direct_channel(
+        &self,
+        a: i64,
+        b: i64,
+        now: i64,
+        caps: MembershipCaps,
+    ) -> StoreResult<(i64, bool)>;
     /// Ids of the channels `user_id` is a member of.
     async fn channel_ids_for_user(&self, user_id: i64) -> StoreResult<Vec<i64>>;
     /// Users other than `user_id` who share at least one channel with them.
@@ -47,8 +101,15 @@ pub trait ChannelStore {
     async fn channel_detail(&self, channel_id: i64) -> StoreResult<Option<ChannelDetail>>;
     async fn rename_channel(&self, channel_id: i64, name: &str) -> StoreResult<()>;
     /// Adds `user_id` as a member whose read pointer starts at the channel's newest message.
-    /// Returns false when already a member.
-    async fn add_member(&self, channel_id: i64, user_id: i64, now: i64) -> StoreResult<bool>;
+    /// Returns false when already a member. `CapReached` when the channel has
+    /// `caps.max_members` members or the user is in `caps.max_channels_per_user` channels.
+    async fn add_member(
+        &self,
+        channel_id: i64,
+        user_id: i64,
+        now: i64,
+        caps: MembershipCaps,
+    ) -> StoreResult<bool>;
     /// Removes a member; when the owner goes, the longest-standing member becomes owner.
     /// Returns false when the user was not a member.
     async fn remove_member(&self, channel_id: i64, user_id: i64) -> StoreResult<bool>;
@@ -114,6 +175,33 @@ fn summary(row: &SqliteRow) -> Result<ChannelSummary, sqlx::Error> {
     })
 }
 
+/// Refuses (inside the write transaction) when any of `user_ids` is already in `max` channels.
+async fn check_channels_per_user(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    user_ids: &[i64],
+    max: u32,
+) -> StoreResult<()> {
+    let ids_json = serde_json::to_string(user_ids).unwrap_or_else(|_| "[]".into());
+    let full: Vec<i64> = sqlx::query_scalar(
+        "SELECT user_id FROM channel_members
+         WHERE user_id IN (SELECT value FROM json_each(?))
+         GROUP BY user_id HAVING COUNT(*) >= ? ORDER BY user_id",
+    )
+    .bind(ids_json)
+    .bind(i64::from(max))
+    .fetch_all(&mut **tx)
+    .await?;
+    if full.is_empty() {
+        Ok(())
+    } else {
+        Err(CapReached::ChannelsPerUser {
+            user_ids: full,
+            max,
+        }
+        .into())
+    }
+}
+
 /// Adds `user_ids` as plain members (skipping any who already are) inside a write transaction.
 async fn insert_members(
     tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
@@ -143,8 +231,19 @@ impl ChannelStore for SqliteDb {
         name: &str,
         member_ids: &[i64],
         now: i64,
+        caps: MembershipCaps,
     ) -> StoreResult<i64> {
+        if member_ids.len() >= usize::try_from(caps.max_members).unwrap_or(usize::MAX) {
+            return Err(CapReached::ChannelFull {
+                max: caps.max_members,
+            }
+            .into());
+        }
         let mut tx = self.begin_write().await?;
+        let mut everyone = Vec::with_capacity(member_ids.len() + 1);
+        everyone.push(creator);
+        everyone.extend_from_slice(member_ids);
+        check_channels_per_user(&mut tx, &everyone, caps.max_channels_per_user).await?;
         let channel_id: i64 = sqlx::query_scalar(
             "INSERT INTO channels (kind, name, created_by, created_at) VALUES ('group', ?, ?, ?)
              RETURNING id",
@@ -168,7 +267,13 @@ impl ChannelStore for SqliteDb {
         Ok(channel_id)
     }
 
-    async fn direct_channel(&self, a: i64, b: i64, now: i64) -> StoreResult<(i64, bool)> {
+    async fn direct_channel(
+        &self,
+        a: i64,
+        b: i64,
+        now: i64,
+        caps: MembershipCaps,
+    ) -> StoreResult<(i64, bool)> {
         let (low, high) = (a.min(b), a.max(b));
         let key = format!("{low}:{high}");
         let mut tx = self.begin_write().await?;
@@ -180,6 +285,8 @@ impl ChannelStore for SqliteDb {
         if let Some(id) = existing {
             return Ok((id, false));
         }
+        let members: &[i64] = if low == high { &[low] } else { &[low, high] };
+        check_channels_per_user(&mut tx, members, caps.max_channels_per_user).await?;
         let channel_id: i64 = sqlx::query_scalar(
             "INSERT INTO channels (kind, direct_key, created_by, created_at)
              VALUES ('direct', ?, ?, ?) RETURNING id",
@@ -189,7 +296,7 @@ impl ChannelStore for SqliteDb {
         .bind(now)
         .fetch_one(&mut *tx)
         .await?;
-        insert_members(&mut tx, channel_id, &[low, high], now).await?;
+        insert_members(&mut tx, channel_id, members, now).await?;
         tx.commit().await?;
         Ok((channel_id, true))
     }
@@ -317,7 +424,36 @@ impl ChannelStore for SqliteDb {
         Ok(())
     }
 
-    async fn add_member(&self, channel_id: i64, user_id: i64, now: i64) -> StoreResult<bool> {
+    async fn add_member(
+        &self,
+        channel_id: i64,
+        user_id: i64,
+        now: i64,
+        caps: MembershipCaps,
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let already: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM channel_members WHERE channel_id = ? AND user_id = ?)",
+        )
+        .bind(channel_id)
+        .bind(user_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        if already {
+            return Ok(false);
+        }
+        let members: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM channel_members WHERE channel_id = ?")
+                .bind(channel_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        if members >= i64::from(caps.max_members) {
+            return Err(CapReached::ChannelFull {
+                max: caps.max_members,
+            }
+            .into());
+        }
+        check_channels_per_user(&mut tx, &[user_id], caps.max_channels_per_user).await?;
         let added = sqlx::query(
             "INSERT INTO channel_members (channel_id, user_id, role, joined_at, last_read_seq)
              SELECT id, ?, 'member', ?, last_seq FROM channels WHERE id = ?
@@ -326,9 +462,10 @@ impl ChannelStore for SqliteDb {
         .bind(user_id)
         .bind(now)
         .bind(channel_id)
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
+        tx.commit().await?;
         Ok(added > 0)
     }
 

@@ -10,6 +10,7 @@ use crate::realtime::broker::Target;
 use crate::realtime::protocol::ServerEvent;
 use crate::server::ServiceError;
 use crate::server::error::ServiceResult;
+use crate::server::rate_limit::Action;
 use crate::server::{AppState, now_ms};
 
 /// Largest page `messages/list` serves.
@@ -25,6 +26,9 @@ pub async fn send(
     client_id: &str,
     body: &str,
 ) -> ServiceResult<Message> {
+    // Checked before the writer sees the send: a refused send stores nothing, so a retry with
+    // the same `client_id` after the wait stores it exactly once.
+    state.user_limits.check(user.id, Action::Send)?;
     let channel_id = parse_id(channel_id, "channel_id")?;
     let client_id = ClientId::parse(client_id)?;
     let body = MessageBody::parse(body)?;
@@ -130,6 +134,7 @@ pub async fn edit(
     message_id: i64,
     body: &str,
 ) -> ServiceResult<Message> {
+    state.user_limits.check(user.id, Action::Edit)?;
     let body = MessageBody::parse(body)?;
     let message = own_message(state, user, message_id).await?;
     if message.deleted_at.is_some() {
@@ -151,6 +156,7 @@ pub async fn edit(
 
 #[tracing::instrument(skip(state, user), fields(user_id = user.id))]
 pub async fn delete(state: &AppState, user: &AuthUser, message_id: i64) -> ServiceResult<Message> {
+    state.user_limits.check(user.id, Action::Edit)?;
     let message = own_message(state, user, message_id).await?;
     let deleted = state
         .db

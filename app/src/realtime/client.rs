@@ -583,6 +583,17 @@ impl ChatClient {
                 }
                 match sent {
                     Ok(message) => client.add_messages(channel_id, vec![message]),
+                    Err(crate::error::ApiError::RateLimited {
+                        retry_after_secs, ..
+                    }) => {
+                        // Sending too fast (a long queue after a reconnect, a paste of many
+                        // lines): nothing was stored, so wait as told and send the same
+                        // message, same `client_id`, again; later ones stay queued behind it.
+                        wait_secs(retry_after_secs).await;
+                        if !client.is_alive() {
+                            return;
+                        }
+                    }
                     Err(crate::error::ApiError::Unavailable { .. }) => {
                         // No connection: this and every later one wait for it, in order.
                         client.logs.update(|logs| {
@@ -943,6 +954,18 @@ async fn send_deadline() {
 /// Sends are only made in the browser.
 #[cfg(not(feature = "hydrate"))]
 async fn send_deadline() {
+    futures::future::pending::<()>().await;
+}
+
+#[cfg(feature = "hydrate")]
+async fn wait_secs(secs: u64) {
+    let ms = u32::try_from(secs.saturating_mul(1000)).unwrap_or(u32::MAX);
+    gloo_timers::future::TimeoutFuture::new(ms).await;
+}
+
+/// Sends are only made in the browser.
+#[cfg(not(feature = "hydrate"))]
+async fn wait_secs(_: u64) {
     futures::future::pending::<()>().await;
 }
 

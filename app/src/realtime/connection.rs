@@ -24,7 +24,8 @@ use tokio::task::AbortHandle;
 use super::broker::Target;
 use super::hub::{ConnId, Kick, Outbound, Registration};
 use super::protocol::{
-    ActivityState, ChannelCursor, ClientEvent, ErrorCode, PROTOCOL_VERSION, ServerEvent, close_code,
+    ActivityState, ChannelCursor, ClientEvent, ErrorCode, MAX_RESUME_CURSORS, PROTOCOL_VERSION,
+    ServerEvent, close_code,
 };
 use crate::auth::server::AuthUser;
 use crate::messages::{Message, PageCursor};
@@ -34,8 +35,6 @@ use crate::server::{AppState, metrics, now_ms};
 const MAX_HELD_BACK: usize = 2_000;
 /// Messages fetched per database page while replaying.
 const REPLAY_PAGE: u32 = 200;
-/// Channels one `resume` may name.
-const MAX_RESUME_CHANNELS: usize = 2_000;
 /// Client events allowed per second (sustained) and in a burst.
 const EVENTS_PER_SEC: f64 = 20.0;
 const EVENT_BURST: f64 = 60.0;
@@ -536,11 +535,14 @@ impl Connection {
                 .await
             }
             ClientEvent::Resume { channels } => {
-                if channels.len() > MAX_RESUME_CHANNELS {
+                if channels.len() > MAX_RESUME_CURSORS {
                     return self
                         .send_error(
                             ErrorCode::InvalidEvent,
-                            format!("resume names at most {MAX_RESUME_CHANNELS} channels"),
+                            format!(
+                                "resume names at most {MAX_RESUME_CURSORS} channels, not {}",
+                                channels.len()
+                            ),
                         )
                         .await;
                 }

@@ -11,6 +11,16 @@ use crate::presence::PresenceState;
 /// Bumped on any incompatible change to [`ServerEvent`] or [`ClientEvent`].
 pub const PROTOCOL_VERSION: u32 = 1;
 
+/// Largest client message or frame the server reads; a bigger one closes the connection with
+/// 1009. Client events are small, except a `resume` naming many channels.
+pub const MAX_FRAME_BYTES: usize = 32 * 1024;
+
+/// Most cursors one `resume` may carry. It is also the highest the channels-per-user cap can be
+/// set to, so a client can always catch up on every channel it is in with one `resume`; and a
+/// `resume` of this many cursors with the longest numbers JSON allows here (`i64::MIN`, 20
+/// characters) is 27,630 bytes, under [`MAX_FRAME_BYTES`] (checked by a test below).
+pub const MAX_RESUME_CURSORS: usize = 400;
+
 /// Close codes the server uses besides the standard ones (1000 normal, 1007 invalid UTF-8,
 /// 1009 message too big, 1012 server restarting).
 pub mod close_code {
@@ -197,6 +207,34 @@ mod tests {
                 state: ActivityState::Away
             }
         );
+    }
+
+    #[test]
+    fn a_resume_of_the_most_cursors_with_the_longest_numbers_fits_in_a_frame() {
+        let worst = ChannelCursor {
+            channel_id: i64::MIN,
+            after_seq: i64::MIN,
+        };
+        let resume = ClientEvent::Resume {
+            channels: vec![worst; MAX_RESUME_CURSORS],
+        };
+        let frame = serde_json::to_string(&resume).unwrap();
+        assert_eq!(frame.len(), 27_630);
+        assert!(frame.len() <= MAX_FRAME_BYTES);
+        // No cursor is longer than the worst one.
+        let longest = [i64::MIN, i64::MAX, 0]
+            .iter()
+            .flat_map(|&a| [i64::MIN, i64::MAX, 0].map(move |b| (a, b)))
+            .map(|(channel_id, after_seq)| {
+                serde_json::to_string(&ChannelCursor {
+                    channel_id,
+                    after_seq,
+                })
+                .unwrap()
+                .len()
+            })
+            .max();
+        assert_eq!(longest, Some(serde_json::to_string(&worst).unwrap().len()));
     }
 
     #[test]

@@ -4,11 +4,12 @@
 use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::http::HeaderMap;
-use axum::http::header::{AUTHORIZATION, HOST, ORIGIN};
 use axum::response::{IntoResponse, Response};
 
 use super::connection;
 use super::hub::RegisterError;
+use super::protocol::MAX_FRAME_BYTES;
+use crate::auth::server::origin::check_websocket;
 use crate::auth::server::session::authenticate_session;
 use crate::error::ApiError;
 use crate::server::error::api_error_response;
@@ -16,8 +17,6 @@ use crate::server::{AppState, ServiceError};
 
 /// Bytes read from the socket at a time; idle connections should cost a few KB, not 128 KiB.
 const READ_BUFFER: usize = 1024;
-/// Largest client message or frame accepted (bigger → close 1009).
-const MAX_MESSAGE: usize = 32 * 1024;
 /// Frames buffered before they are written out: a burst of queued events is fed and then
 /// flushed once, so it leaves in one write instead of one per frame (flushing writes at once).
 const WRITE_BATCH: usize = 16 * 1024;
@@ -34,8 +33,8 @@ pub async fn upgrade(
             .read_buffer_size(READ_BUFFER)
             .write_buffer_size(WRITE_BATCH)
             .max_write_buffer_size(MAX_WRITE_BUFFER)
-            .max_message_size(MAX_MESSAGE)
-            .max_frame_size(MAX_MESSAGE)
+            .max_message_size(MAX_FRAME_BYTES)
+            .max_frame_size(MAX_FRAME_BYTES)
             .on_upgrade(move |socket| async move {
                 connection::run(state, socket, user, registration).await;
                 drop(permit);
@@ -65,9 +64,8 @@ async fn prepare(
     }
     let epoch = state.sessions.epoch();
     let (user, session) = authenticate_session(state, headers).await?;
-    if !headers.contains_key(AUTHORIZATION) {
-        check_origin(state, headers)?;
-    }
+    // Cross-site WebSocket hijacking would otherwise ride on the cookie.
+    check_websocket(&state.config.allowed_origins, headers)?;
     let permit = state
         .ws_slots
         .clone()
@@ -85,7 +83,7 @@ async fn prepare(
             .hub
             .register(user.id, session, &channels)
             .map_err(|error| match error {
-                RegisterError::TooManyForUser(limit) => ApiError::Throttled {
+                RegisterError::TooManyForUser(limit) => ApiError::RateLimited {
                     message: format!(
                         "too many open connections for this account (limit {limit}); close a tab"
                     ),
@@ -100,33 +98,4 @@ async fn prepare(
         authenticate_session(state, headers).await?;
     }
     Ok((user, registration, permit))
-}
-
-/// A browser authenticated by cookie must come from this site: cross-site WebSocket hijacking
-/// would otherwise ride on the cookie.
-fn check_origin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let origin = headers
-        .get(ORIGIN)
-        .and_then(|value| value.to_str().ok())
-        .ok_or_else(|| {
-            ApiError::forbidden("cookie-authenticated WebSocket requests need an Origin header")
-        })?;
-    if state
-        .config
-        .allowed_origins
-        .iter()
-        .any(|allowed| allowed == origin)
-    {
-        return Ok(());
-    }
-    let host = headers.get(HOST).and_then(|value| value.to_str().ok());
-    let origin_authority = origin
-        .strip_prefix("http://")
-        .or_else(|| origin.strip_prefix("https://"));
-    match (origin_authority, host) {
-        (Some(authority), Some(host)) if authority.eq_ignore_ascii_case(host) => Ok(()),
-        _ => Err(ApiError::forbidden(format!(
-            "origin {origin} may not open this WebSocket"
-        ))),
-    }
 }

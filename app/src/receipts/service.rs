@@ -9,6 +9,7 @@ use crate::realtime::broker::Target;
 use crate::realtime::protocol::ServerEvent;
 use crate::server::AppState;
 use crate::server::error::ServiceResult;
+use crate::server::rate_limit::Action;
 
 #[tracing::instrument(skip(state, user), fields(user_id = user.id))]
 pub async fn mark_read(
@@ -17,6 +18,7 @@ pub async fn mark_read(
     channel_id: i64,
     seq: i64,
 ) -> ServiceResult<ReadPointer> {
+    state.user_limits.check(user.id, Action::Read)?;
     let seq = parse_seq(seq, "seq")?;
     let (access, _) = require_member(state, user, channel_id).await?;
     if seq > access.last_seq {

@@ -13,7 +13,7 @@ use sqlx::sqlite::{
 };
 
 use crate::auth::server::store::{SessionStore, UserStore};
-use crate::channels::store::ChannelStore;
+use crate::channels::store::{CapReached, ChannelStore};
 use crate::messages::store::MessageStore;
 use crate::receipts::store::ReceiptStore;
 
@@ -58,6 +58,9 @@ pub enum StoreError {
     /// A unique constraint refused the write; the string names the constraint's columns.
     #[error("unique constraint violated: {0}")]
     Unique(String),
+    /// A membership cap refused the write (checked in the same transaction).
+    #[error("{0}")]
+    CapReached(CapReached),
     #[error(transparent)]
     Database(sqlx::Error),
     #[error("migration failed: {0}")]

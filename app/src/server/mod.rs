@@ -1,9 +1,10 @@
-//! Server-only plumbing every feature shares: the application state, the database handle,
-//! the service error type and the Prometheus metrics.
+//! Server-only plumbing every feature shares: the application state, the database handle, the
+//! service error type, the Prometheus metrics and the per-user rate limits.
 
 pub mod db;
 pub mod error;
 pub mod metrics;
+pub mod rate_limit;
 pub mod state;
 
 pub use db::{Database, SqliteDb, StoreError};

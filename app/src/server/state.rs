@@ -9,8 +9,10 @@ use leptos::config::LeptosOptions;
 use tokio::sync::{Semaphore, watch};
 
 use super::Database;
+use super::rate_limit::{UserLimits, UserRateLimits};
 use crate::auth::server::session_cache::SessionCache;
 use crate::auth::server::throttle::AuthThrottle;
+use crate::channels::store::MembershipCaps;
 use crate::messages::writer::MessageWriter;
 use crate::presence::service::{PresenceConfig, PresenceService};
 use crate::realtime::hub::{Hub, HubConfig};
@@ -39,11 +41,16 @@ pub struct AppConfig {
     pub hub: HubConfig,
     /// Presence grace period, lease TTL and Redis.
     pub presence: PresenceConfig,
-    /// Origins (besides this site's own) whose pages may open `/ws` with the session cookie.
+    /// Origins (besides this site's own) whose pages may open `/ws` or post to `/api` with the
+    /// session cookie.
     pub allowed_origins: Vec<String>,
     /// How long a stop spends closing WebSockets (each at a random moment inside it) before the
     /// listener closes.
     pub drain: Duration,
+    /// Per-user limits on writes and searches, per action class.
+    pub rate_limits: UserRateLimits,
+    /// Most members per channel and channels per user.
+    pub caps: MembershipCaps,
 }
 
 impl Default for AppConfig {
@@ -61,6 +68,8 @@ impl Default for AppConfig {
             presence: PresenceConfig::default(),
             allowed_origins: Vec::new(),
             drain: Duration::from_secs(10),
+            rate_limits: UserRateLimits::default(),
+            caps: MembershipCaps::default(),
         }
     }
 }
@@ -106,6 +115,8 @@ pub struct AppState {
     pub sessions: Arc<SessionCache>,
     /// Log-in / sign-up rate limits.
     pub auth_throttle: AuthThrottle,
+    /// Per-user rate limits on writes and searches.
+    pub user_limits: UserLimits,
     /// Fan-out of live events to WebSocket connections.
     pub hub: Hub,
     /// Who is online.
@@ -142,6 +153,7 @@ impl AppState {
         Self {
             sessions: Arc::new(SessionCache::new(config.session_cache)),
             auth_throttle: AuthThrottle::new(&config),
+            user_limits: UserLimits::new(&config.rate_limits),
             ws_slots: Arc::new(Semaphore::new(config.max_connections)),
             hashing_slots: Arc::new(Semaphore::new(
                 std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),

@@ -12,7 +12,13 @@ use tempfile::TempDir;
 
 // Re-exported trait names so test modules can call store methods.
 pub use app::auth::server::store::{SessionStore, UserStore};
-pub use app::channels::store::ChannelStore;
+pub use app::channels::store::{ChannelStore, MembershipCaps};
+
+/// The default caps, for tests that are not about them.
+pub const CAPS: MembershipCaps = MembershipCaps {
+    max_members: 1000,
+    max_channels_per_user: MembershipCaps::MAX_CHANNELS_PER_USER,
+};
 pub use app::messages::store::MessageStore;
 pub use app::receipts::store::ReceiptStore;
 

@@ -10,7 +10,10 @@ async fn concurrent_inserts_get_gap_free_seqs() {
     let (db, _dir) = fresh_db().await;
     let db = Arc::new(db);
     let ann = user(&db, "ann").await;
-    let channel = db.create_group(ann.id, "deals", &[], 1).await.unwrap();
+    let channel = db
+        .create_group(ann.id, "deals", &[], 1, CAPS)
+        .await
+        .unwrap();
     let tasks: Vec<_> = (0..50)
         .map(|n| {
             let db = db.clone();
@@ -43,7 +46,10 @@ async fn concurrent_inserts_get_gap_free_seqs() {
 async fn same_client_id_returns_the_original() {
     let (db, _dir) = fresh_db().await;
     let ann = user(&db, "ann").await;
-    let channel = db.create_group(ann.id, "deals", &[], 1).await.unwrap();
+    let channel = db
+        .create_group(ann.id, "deals", &[], 1, CAPS)
+        .await
+        .unwrap();
     let first = send(&db, channel, ann.id, "c1", "hello", 2).await.unwrap();
     let again = send(&db, channel, ann.id, "c1", "hello again", 3)
         .await
@@ -57,7 +63,7 @@ async fn same_client_id_returns_the_original() {
     assert_eq!(page.messages.len(), 1);
     // Another sender may use the same key independently.
     let bob = user(&db, "bob").await;
-    db.add_member(channel, bob.id, 4).await.unwrap();
+    db.add_member(channel, bob.id, 4, CAPS).await.unwrap();
     assert!(
         send(&db, channel, bob.id, "c1", "hi", 5)
             .await
@@ -70,7 +76,10 @@ async fn same_client_id_returns_the_original() {
 async fn paging_by_seq_in_both_directions() {
     let (db, _dir) = fresh_db().await;
     let ann = user(&db, "ann").await;
-    let channel = db.create_group(ann.id, "deals", &[], 1).await.unwrap();
+    let channel = db
+        .create_group(ann.id, "deals", &[], 1, CAPS)
+        .await
+        .unwrap();
     for n in 1..=10 {
         send(&db, channel, ann.id, &format!("c{n}"), &format!("m{n}"), n)
             .await
@@ -109,7 +118,10 @@ async fn paging_by_seq_in_both_directions() {
 async fn edit_and_delete_keep_seq_and_hide_deleted_body() {
     let (db, _dir) = fresh_db().await;
     let ann = user(&db, "ann").await;
-    let channel = db.create_group(ann.id, "deals", &[], 1).await.unwrap();
+    let channel = db
+        .create_group(ann.id, "deals", &[], 1, CAPS)
+        .await
+        .unwrap();
     let sent = send(&db, channel, ann.id, "c1", "secret", 2)
         .await
         .unwrap()
@@ -156,7 +168,7 @@ async fn read_pointer_only_moves_forward_and_sender_reads_own() {
     let (db, _dir) = fresh_db().await;
     let (ann, bob) = (user(&db, "ann").await, user(&db, "bob").await);
     let channel = db
-        .create_group(ann.id, "deals", &[bob.id], 1)
+        .create_group(ann.id, "deals", &[bob.id], 1, CAPS)
         .await
         .unwrap();
     for n in 1..=5 {
@@ -190,10 +202,10 @@ async fn a_batch_stores_in_order_across_channels_and_skips_what_it_must() {
         user(&db, "eve").await,
     );
     let deals = db
-        .create_group(ann.id, "deals", &[bob.id], 1)
+        .create_group(ann.id, "deals", &[bob.id], 1, CAPS)
         .await
         .unwrap();
-    let news = db.create_group(bob.id, "news", &[], 1).await.unwrap();
+    let news = db.create_group(bob.id, "news", &[], 1, CAPS).await.unwrap();
     let new = |channel_id, sender_id, client_id: &str| NewMessage {
         channel_id,
         sender_id,
@@ -266,10 +278,10 @@ async fn a_lone_send_skips_what_it_must_and_advances_pointers() {
         user(&db, "eve").await,
     );
     let deals = db
-        .create_group(ann.id, "deals", &[bob.id], 1)
+        .create_group(ann.id, "deals", &[bob.id], 1, CAPS)
         .await
         .unwrap();
-    let news = db.create_group(bob.id, "news", &[], 1).await.unwrap();
+    let news = db.create_group(bob.id, "news", &[], 1, CAPS).await.unwrap();
     let new = |channel_id, sender_id, client_id: &str| NewMessage {
         channel_id,
         sender_id,
@@ -328,8 +340,8 @@ async fn a_batch_larger_than_one_statement_stays_gap_free() {
     let (db, _dir) = fresh_db().await;
     let ann = user(&db, "ann").await;
     let (a, b) = (
-        db.create_group(ann.id, "a", &[], 1).await.unwrap(),
-        db.create_group(ann.id, "b", &[], 1).await.unwrap(),
+        db.create_group(ann.id, "a", &[], 1, CAPS).await.unwrap(),
+        db.create_group(ann.id, "b", &[], 1, CAPS).await.unwrap(),
     );
     send(&db, a, ann.id, "before", "hi", 1).await.unwrap();
     let batch: Vec<_> = (0..1_100)
@@ -371,7 +383,7 @@ async fn a_batch_larger_than_one_statement_stays_gap_free() {
 async fn the_wal_is_checkpointed_in_the_background() {
     let (db, dir) = fresh_db().await;
     let ann = user(&db, "ann").await;
-    let channel = db.create_group(ann.id, "busy", &[], 1).await.unwrap();
+    let channel = db.create_group(ann.id, "busy", &[], 1, CAPS).await.unwrap();
     let file = dir.path().join("dealnest.db");
     // Let a first checkpoint take the schema in; measure from there.
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;

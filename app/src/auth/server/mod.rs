@@ -1,5 +1,6 @@
-//! Server side of accounts: storage, rules, sessions and login throttling.
+//! Server side of accounts: storage, rules, sessions, same-site checks and login throttling.
 
+pub mod origin;
 pub mod service;
 pub mod session;
 pub mod session_cache;

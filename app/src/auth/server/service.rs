@@ -11,6 +11,7 @@ use crate::auth::{PublicUser, SignedIn};
 use crate::domain::{DisplayName, Password, Username, parse_limit};
 use crate::error::ApiError;
 use crate::server::error::ServiceResult;
+use crate::server::rate_limit::Action;
 use crate::server::{AppState, ServiceError, StoreError, now_ms};
 
 /// A hash of a password nobody has, verified against when the username is unknown so a
@@ -159,9 +160,11 @@ pub async fn me(state: &AppState, user_id: i64) -> ServiceResult<PublicUser> {
 
 pub async fn search_users(
     state: &AppState,
+    user_id: i64,
     query: &str,
     limit: Option<u32>,
 ) -> ServiceResult<Vec<PublicUser>> {
+    state.user_limits.check(user_id, Action::Search)?;
     let query = query.trim();
     let len = query.chars().count();
     if len == 0 || len > 64 {

@@ -43,15 +43,24 @@ pub fn session_tag(token_hash: &[u8]) -> SessionTag {
 
 /// The session token a request carries: the bearer header wins over the cookie.
 pub fn token_from_headers(headers: &HeaderMap) -> Option<String> {
-    let bearer = headers
+    if let Some(token) = bearer_token(headers) {
+        return Some(token.to_owned());
+    }
+    cookie_token(headers)
+}
+
+/// The token of an `Authorization: Bearer <token>` header (scripts, tests, the bench).
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get(AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
         .map(str::trim)
-        .filter(|token| !token.is_empty());
-    if let Some(token) = bearer {
-        return Some(token.to_owned());
-    }
+        .filter(|token| !token.is_empty())
+}
+
+/// The token of the session cookie (browsers).
+pub fn cookie_token(headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(COOKIE)
         .iter()

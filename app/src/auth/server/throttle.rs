@@ -5,17 +5,13 @@
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::Quota;
 
 use crate::error::ApiError;
 use crate::server::AppConfig;
 use crate::server::metrics::{self, Throttle};
-
-/// How often (in checks) idle keys are dropped so the limiter's memory stays bounded.
-const PRUNE_EVERY: u64 = 4096;
+use crate::server::rate_limit::KeyedBuckets;
 
 #[derive(Clone)]
 pub struct AuthThrottle {
@@ -23,9 +19,8 @@ pub struct AuthThrottle {
 }
 
 struct Inner {
-    per_user: DefaultKeyedRateLimiter<String>,
-    per_ip: DefaultKeyedRateLimiter<IpAddr>,
-    checks: AtomicU64,
+    per_user: KeyedBuckets<String>,
+    per_ip: KeyedBuckets<IpAddr>,
 }
 
 fn per_minute(count: u32) -> Quota {
@@ -36,9 +31,8 @@ impl AuthThrottle {
     pub fn new(config: &AppConfig) -> Self {
         Self {
             inner: Arc::new(Inner {
-                per_user: RateLimiter::keyed(per_minute(config.login_per_user_per_minute)),
-                per_ip: RateLimiter::keyed(per_minute(config.auth_per_ip_per_minute)),
-                checks: AtomicU64::new(0),
+                per_user: KeyedBuckets::new(Some(per_minute(config.login_per_user_per_minute))),
+                per_ip: KeyedBuckets::new(Some(per_minute(config.auth_per_ip_per_minute))),
             }),
         }
     }
@@ -48,42 +42,20 @@ impl AuthThrottle {
         self.check_ip(ip)?;
         self.inner
             .per_user
-            .check_key(&username.to_owned())
-            .map_err(|not_until| {
+            .check(&username.to_owned())
+            .map_err(|wait| {
                 metrics::login_throttled(Throttle::PerUsername);
-                throttled(
-                    not_until.wait_time_from(DefaultClock::default().now()),
-                    "too many log-in attempts for this username",
-                )
+                ApiError::rate_limited("too many log-in attempts for this username", wait)
             })
     }
 
     /// Counts a sign-up (or log-in) attempt from `ip`.
     pub fn check_ip(&self, ip: Option<IpAddr>) -> Result<(), ApiError> {
-        self.prune_now_and_then();
         let Some(ip) = ip else { return Ok(()) };
-        self.inner.per_ip.check_key(&ip).map_err(|not_until| {
+        self.inner.per_ip.check(&ip).map_err(|wait| {
             metrics::login_throttled(Throttle::PerIp);
-            throttled(
-                not_until.wait_time_from(DefaultClock::default().now()),
-                "too many attempts from this address",
-            )
+            ApiError::rate_limited("too many attempts from this address", wait)
         })
-    }
-
-    fn prune_now_and_then(&self) {
-        if self.inner.checks.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
-            self.inner.per_user.retain_recent();
-            self.inner.per_ip.retain_recent();
-        }
-    }
-}
-
-fn throttled(wait: std::time::Duration, what: &str) -> ApiError {
-    let retry_after_secs = wait.as_secs() + 1;
-    ApiError::Throttled {
-        message: format!("{what}; try again in {retry_after_secs} s"),
-        retry_after_secs,
     }
 }
 
