@@ -31,6 +31,18 @@ fn Field(
     error: Signal<Option<String>>,
 ) -> impl IntoView {
     let error_id = format!("{name}-error");
+    // No `prop:value`: hydration would set the input to the signal's empty value and wipe what
+    // was typed while the page loaded. Instead, what the input holds once it is live seeds the
+    // signal, and typing keeps it current.
+    let input = NodeRef::<leptos::html::Input>::new();
+    Effect::new(move |_| {
+        if let Some(input) = input.get() {
+            let typed = input.value();
+            if !typed.is_empty() {
+                value.set(typed);
+            }
+        }
+    });
     view! {
         <label class="field">
             <span class="field__label">{label}</span>
@@ -41,7 +53,7 @@ fn Field(
                 autocomplete=autocomplete
                 aria-invalid=move || error.get().is_some().to_string()
                 aria-describedby=error_id.clone()
-                prop:value=move || value.get()
+                node_ref=input
                 on:input=move |ev| value.set(event_target_value(&ev))
             />
             <span class="field__error" id=error_id role="alert">
