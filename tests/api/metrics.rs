@@ -4,13 +4,13 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 use crate::helpers::TestApp;
+use crate::process::{free_port, start_with};
 use crate::proxy::Proxy;
 
 /// Every series the session below must leave in the exposition (with a `# HELP` line).
@@ -39,51 +39,33 @@ const DESCRIBED: &[&str] = &[
     "process_threads",
 ];
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("free port")
-        .port()
-}
-
 /// The server binary with metrics on, a login throttle of one attempt per username, no presence
 /// grace period, and presence on the Redis at `redis_url` (with keys of its own).
 async fn start_with_metrics(redis_url: &str) -> (Child, TestApp, SocketAddr) {
     let data = tempfile::tempdir().expect("temp dir");
     let (port, metrics_port) = (free_port(), free_port());
-    let child = Command::new(env!("CARGO_BIN_EXE_dealnest-chat"))
-        .env("DATABASE_URL", data.path().join("dealnest.db"))
-        .env("LEPTOS_SITE_ADDR", format!("127.0.0.1:{port}"))
-        .env("LEPTOS_SITE_ROOT", "target/site")
-        .env("LOG_LEVEL", "error")
-        .env("METRICS_BIND", format!("127.0.0.1:{metrics_port}"))
-        .env("LOGIN_PER_USER_PER_MINUTE", "1")
-        .env("PRESENCE_GRACE_SECS", "0")
-        .env("REDIS_URL", redis_url)
-        .env(
-            "REDIS_PREFIX",
-            format!("dealnest-test-{}", uuid::Uuid::new_v4()),
-        )
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start the server binary");
+    let metrics_bind = format!("127.0.0.1:{metrics_port}");
+    let redis_prefix = format!("dealnest-test-{}", uuid::Uuid::new_v4());
+    let node = start_with(
+        &data.path().join("dealnest.db"),
+        port,
+        &[
+            ("LOG_LEVEL", "error"),
+            ("METRICS_BIND", &metrics_bind),
+            ("LOGIN_PER_USER_PER_MINUTE", "1"),
+            ("PRESENCE_GRACE_SECS", "0"),
+            ("REDIS_URL", redis_url),
+            ("REDIS_PREFIX", &redis_prefix),
+        ],
+        false,
+    )
+    .await;
     let app = TestApp::attach(SocketAddr::from(([127, 0, 0, 1], port)), data);
-    for _ in 0..200 {
-        if app
-            .http
-            .get(format!("{}/health", app.base))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return (child, app, SocketAddr::from(([127, 0, 0, 1], metrics_port)));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the server did not come up on {}", app.base);
+    (
+        node.child,
+        app,
+        SocketAddr::from(([127, 0, 0, 1], metrics_port)),
+    )
 }
 
 /// One line of the exposition: a series and its value.
