@@ -163,7 +163,7 @@ pub fn router(state: AppState) -> Router {
         );
     // Outermost, so it sees the answer every other layer settled on (a 413, a panic's 500).
     let router = if metrics::enabled() {
-        router.layer(axum::middleware::from_fn(metrics::track_http))
+        router.layer(metrics::HttpMetricsLayer)
     } else {
         router
     };

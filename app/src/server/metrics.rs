@@ -14,7 +14,9 @@
 
 use std::convert::Infallible;
 use std::future::IntoFuture;
+use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use ::metrics::{
@@ -25,7 +27,6 @@ use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{Method, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -276,25 +277,64 @@ async fn scrape(State(exporter): State<Exporter>) -> impl IntoResponse {
     )
 }
 
-/// Middleware: counts and times every request under its matched route (`/api/messages/send`,
-/// `/c/{id}`), never its raw path.
-pub async fn track_http(request: Request, next: Next) -> Response {
-    // Shared, so the counter and the histogram take the same string without copying it.
-    let endpoint: SharedString = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or(SharedString::const_str(UNMATCHED_ENDPOINT), |path| {
-            SharedString::from_shared(Arc::from(path.as_str()))
-        });
-    let method = method_label(request.method());
-    let started = Instant::now();
-    let response = next.run(request).await;
-    let took = started.elapsed().as_secs_f64();
-    let status = status_label(response.status());
-    counter!(HTTP_REQUESTS, "endpoint" => endpoint.clone(), "method" => method, "status" => status)
-        .increment(1);
-    histogram!(HTTP_REQUEST_DURATION, "endpoint" => endpoint, "method" => method).record(took);
-    response
+/// Counts and times every request under its matched route (`/api/messages/send`, `/c/{id}`),
+/// never its raw path. A tower layer rather than `axum::middleware::from_fn`: a `from_fn`
+/// middleware clones the service it wraps on every request, and around a route that is the
+/// whole stack of layers below it with the state its handler holds. Under callgrind that clone
+/// cost more instructions than the recording (docs/PERFORMANCE.md, "Metrics on vs off"). This
+/// one calls the route in place.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HttpMetricsLayer;
+
+impl<S> tower::Layer<S> for HttpMetricsLayer {
+    type Service = HttpMetrics<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        HttpMetrics { inner }
+    }
+}
+
+/// The service [`HttpMetricsLayer`] wraps each route in.
+#[derive(Clone, Debug)]
+pub struct HttpMetrics<S> {
+    inner: S,
+}
+
+impl<S> tower::Service<Request> for HttpMetrics<S>
+where
+    S: tower::Service<Request, Response = Response>,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        // Shared, so the counter and the histogram take the same string without copying it.
+        let endpoint: SharedString = request
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or(SharedString::const_str(UNMATCHED_ENDPOINT), |path| {
+                SharedString::from_shared(Arc::from(path.as_str()))
+            });
+        let method = method_label(request.method());
+        let started = Instant::now();
+        let answer = self.inner.call(request);
+        Box::pin(async move {
+            let response = answer.await?;
+            let took = started.elapsed().as_secs_f64();
+            let status = status_label(response.status());
+            counter!(HTTP_REQUESTS, "endpoint" => endpoint.clone(), "method" => method, "status" => status)
+                .increment(1);
+            histogram!(HTTP_REQUEST_DURATION, "endpoint" => endpoint, "method" => method)
+                .record(took);
+            Ok(response)
+        })
+    }
 }
 
 /// The statuses this app answers with are static strings; any other is formatted.
