@@ -1,13 +1,15 @@
 //! Operating the server: readiness, the drain on SIGTERM, request ids and JSON logs.
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::helpers::{TestApp, WsFrame, ws_connect};
-use crate::process::{all_messages, free_port, post, signup, start_with};
+use crate::process::{
+    Acknowledged, assert_acknowledged_are_stored, create_channel, free_port, signup, spawn_sender,
+    start_with,
+};
 use crate::proxy::Proxy;
 
 async fn ready(app: &TestApp) -> (u16, Value) {
@@ -104,32 +106,6 @@ async fn a_drain_fails_readiness_refuses_new_sockets_and_closes_open_ones_with_1
     }
 }
 
-/// Sends in a loop until the server stops answering; returns what it acknowledged.
-fn spawn_sender(
-    http: reqwest::Client,
-    base: String,
-    token: String,
-    channel_id: i64,
-    acknowledged: Arc<Mutex<Vec<(String, i64)>>>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        for n in 0.. {
-            let client_id = uuid::Uuid::new_v4().to_string();
-            let body = json!({"channel_id": channel_id, "client_id": client_id,
-                              "body": format!("message {n}")});
-            match post(&http, &base, "messages/send", Some(&token), body).await {
-                Ok((200, message)) => acknowledged
-                    .lock()
-                    .expect("lock")
-                    .push((client_id, message["seq"].as_i64().expect("seq"))),
-                Ok((status, body)) => panic!("send refused with {status}: {body}"),
-                // The listener closed: the node is gone.
-                Err(_) => return,
-            }
-        }
-    })
-}
-
 #[tokio::test]
 async fn sigterm_drains_clients_with_1012_keeps_every_acknowledged_send_and_exits_0() {
     let data = tempfile::tempdir().expect("temp dir");
@@ -138,16 +114,7 @@ async fn sigterm_drains_clients_with_1012_keeps_every_acknowledged_send_and_exit
     let mut node = start_with(&db, port, &[("DRAIN_SECS", "2")], false).await;
     let http = reqwest::Client::new();
     let (_, token) = signup(&http, &node.base, "drainy").await;
-    let (_, channel) = post(
-        &http,
-        &node.base,
-        "channels/create",
-        Some(&token),
-        json!({"name": "drain", "member_ids": []}),
-    )
-    .await
-    .expect("create channel");
-    let channel_id = channel["id"].as_i64().expect("channel id");
+    let channel_id = create_channel(&http, &node.base, &token, "drain").await;
 
     let addr = format!("127.0.0.1:{port}").parse().expect("addr");
     let mut sockets = Vec::new();
@@ -158,7 +125,7 @@ async fn sigterm_drains_clients_with_1012_keeps_every_acknowledged_send_and_exit
         assert_eq!(socket.event().await["type"], "hello");
         sockets.push(socket);
     }
-    let acknowledged: Arc<Mutex<Vec<(String, i64)>>> = Arc::default();
+    let acknowledged = Acknowledged::default();
     let senders: Vec<_> = (0..4)
         .map(|_| {
             spawn_sender(
@@ -224,16 +191,7 @@ async fn sigterm_drains_clients_with_1012_keeps_every_acknowledged_send_and_exit
     assert!(acknowledged.len() > 100, "sends went on during the drain");
 
     let node = start_with(&db, port, &[], false).await;
-    let stored = all_messages(&http, &node.base, &token, channel_id).await;
-    let seqs: Vec<i64> = stored.iter().map(|(_, seq)| *seq).collect();
-    assert_eq!(
-        seqs,
-        (1..=i64::try_from(seqs.len()).unwrap()).collect::<Vec<_>>(),
-        "gap-free"
-    );
-    for ack in &acknowledged {
-        assert!(stored.contains(ack), "acknowledged {ack:?} was lost");
-    }
+    assert_acknowledged_are_stored(&http, &node.base, &token, channel_id, &acknowledged).await;
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! The real server binary as a child process, for tests that signal or kill it.
 
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -127,5 +128,69 @@ pub async fn all_messages(
             Some(last) if page["has_more"] == true => after = last["seq"].as_i64().expect("seq"),
             _ => return stored,
         }
+    }
+}
+
+/// A channel `token`'s user creates alone; its id.
+pub async fn create_channel(http: &reqwest::Client, base: &str, token: &str, name: &str) -> i64 {
+    let (status, channel) = post(
+        http,
+        base,
+        "channels/create",
+        Some(token),
+        serde_json::json!({"name": name, "member_ids": []}),
+    )
+    .await
+    .expect("create channel");
+    assert_eq!(status, 200, "{channel}");
+    channel["id"].as_i64().expect("channel id")
+}
+
+/// Sends the server acknowledged, as (client_id, seq).
+pub type Acknowledged = Arc<Mutex<Vec<(String, i64)>>>;
+
+/// Sends to `channel_id` in a loop until the server stops answering (the node is gone),
+/// recording each acknowledgement. Any refusal fails the test.
+pub fn spawn_sender(
+    http: reqwest::Client,
+    base: String,
+    token: String,
+    channel_id: i64,
+    acknowledged: Acknowledged,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        for n in 0.. {
+            let client_id = uuid::Uuid::new_v4().to_string();
+            let body = serde_json::json!({"channel_id": channel_id, "client_id": client_id,
+                                          "body": format!("message {n}")});
+            match post(&http, &base, "messages/send", Some(&token), body).await {
+                Ok((200, message)) => acknowledged
+                    .lock()
+                    .expect("lock")
+                    .push((client_id, message["seq"].as_i64().expect("seq"))),
+                Ok((status, body)) => panic!("send refused with {status}: {body}"),
+                Err(_) => return,
+            }
+        }
+    })
+}
+
+/// The channel's seqs are 1..=N with no gap, and every acknowledged send is among them.
+pub async fn assert_acknowledged_are_stored(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    channel_id: i64,
+    acknowledged: &[(String, i64)],
+) {
+    let stored = all_messages(http, base, token, channel_id).await;
+    let seqs: Vec<i64> = stored.iter().map(|(_, seq)| *seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=i64::try_from(seqs.len()).unwrap()).collect::<Vec<_>>(),
+        "gap-free"
+    );
+    for ack in acknowledged {
+        assert!(stored.contains(ack), "acknowledged {ack:?} was lost");
     }
 }
