@@ -15,7 +15,7 @@
 use std::convert::Infallible;
 use std::future::IntoFuture;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -290,14 +290,73 @@ impl<S> tower::Layer<S> for HttpMetricsLayer {
     type Service = HttpMetrics<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        HttpMetrics { inner }
+        HttpMetrics {
+            inner,
+            series: Arc::default(),
+        }
     }
 }
 
 /// The service [`HttpMetricsLayer`] wraps each route in.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct HttpMetrics<S> {
     inner: S,
+    /// The series this route has recorded into, so a request finds its counter and histogram
+    /// by a short scan instead of building a labelled key and looking it up in the registry.
+    series: Arc<Mutex<Vec<RouteSeries>>>,
+}
+
+/// One (endpoint, method, status) a route answered, with its handles.
+struct RouteSeries {
+    endpoint: Option<MatchedPath>,
+    method: &'static str,
+    status: StatusCode,
+    requests: Counter,
+    duration: Histogram,
+}
+
+/// A route answers with a handful of (method, status) pairs; a pathological client sending
+/// every method cannot grow the cache past this (it records through the registry instead).
+const MAX_SERIES_PER_ROUTE: usize = 32;
+
+fn record_request(
+    series: &Mutex<Vec<RouteSeries>>,
+    endpoint: Option<MatchedPath>,
+    method: &'static str,
+    status: StatusCode,
+    took: f64,
+) {
+    let same_endpoint = |seen: &Option<MatchedPath>| {
+        seen.as_ref().map(MatchedPath::as_str) == endpoint.as_ref().map(MatchedPath::as_str)
+    };
+    let mut series = series.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(seen) = series.iter().find(|seen| {
+        seen.status == status && seen.method == method && same_endpoint(&seen.endpoint)
+    }) {
+        seen.requests.increment(1);
+        seen.duration.record(took);
+        return;
+    }
+    // Shared, so the counter and the histogram take the same string without copying it.
+    let label: SharedString = endpoint
+        .as_ref()
+        .map_or(SharedString::const_str(UNMATCHED_ENDPOINT), |path| {
+            SharedString::from_shared(Arc::from(path.as_str()))
+        });
+    let status_text = status_label(status);
+    let requests = counter!(HTTP_REQUESTS, "endpoint" => label.clone(), "method" => method, "status" => status_text);
+    let duration = histogram!(HTTP_REQUEST_DURATION, "endpoint" => label, "method" => method);
+    requests.increment(1);
+    duration.record(took);
+    if series.len() < MAX_SERIES_PER_ROUTE {
+        series.push(RouteSeries {
+            endpoint,
+            method,
+            status,
+            requests,
+            duration,
+        });
+    }
 }
 
 impl<S> tower::Service<Request> for HttpMetrics<S>
@@ -314,24 +373,15 @@ where
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        // Shared, so the counter and the histogram take the same string without copying it.
-        let endpoint: SharedString = request
-            .extensions()
-            .get::<MatchedPath>()
-            .map_or(SharedString::const_str(UNMATCHED_ENDPOINT), |path| {
-                SharedString::from_shared(Arc::from(path.as_str()))
-            });
+        let endpoint = request.extensions().get::<MatchedPath>().cloned();
         let method = method_label(request.method());
         let started = Instant::now();
+        let series = self.series.clone();
         let answer = self.inner.call(request);
         Box::pin(async move {
             let response = answer.await?;
             let took = started.elapsed().as_secs_f64();
-            let status = status_label(response.status());
-            counter!(HTTP_REQUESTS, "endpoint" => endpoint.clone(), "method" => method, "status" => status)
-                .increment(1);
-            histogram!(HTTP_REQUEST_DURATION, "endpoint" => endpoint, "method" => method)
-                .record(took);
+            record_request(&series, endpoint, method, response.status(), took);
             Ok(response)
         })
     }
