@@ -9,8 +9,8 @@
 //! without it the `metrics` macros find no recorder and do nothing (a load of a global pointer),
 //! and the HTTP middleware is not even added to the router ([`enabled`]). On the hot paths
 //! (fan-out, the writer, typing, session lookups) label values are string literals chosen by a
-//! `match`, so recording allocates nothing; the HTTP labels are built per request, and only
-//! while enabled.
+//! `match`, so recording allocates nothing; each route keeps the handles of the HTTP series it
+//! has recorded into ([`HttpMetricsLayer`]).
 
 use std::convert::Infallible;
 use std::future::IntoFuture;
