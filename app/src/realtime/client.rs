@@ -568,8 +568,11 @@ impl ChatClient {
                 // A request that gets no answer (sent just as the network died) must not hold up
                 // the queue until the TCP timeout: after the deadline it counts as unreachable
                 // and is sent again later with the same `client_id`, which the server stores once.
-                let sent = match futures::future::select(Box::pin(send), Box::pin(send_deadline()))
-                    .await
+                let sent = match futures::future::select(
+                    Box::pin(send),
+                    Box::pin(browser_sleep(SEND_DEADLINE_MS)),
+                )
+                .await
                 {
                     futures::future::Either::Left((answer, _)) => answer,
                     futures::future::Either::Right(((), _)) => {
@@ -589,7 +592,11 @@ impl ChatClient {
                         // Sending too fast (a long queue after a reconnect, a paste of many
                         // lines): nothing was stored, so wait as told and send the same
                         // message, same `client_id`, again; later ones stay queued behind it.
-                        wait_secs(retry_after_secs).await;
+                        browser_sleep(
+                            u32::try_from(retry_after_secs.saturating_mul(1000))
+                                .unwrap_or(u32::MAX),
+                        )
+                        .await;
                         if !client.is_alive() {
                             return;
                         }
@@ -946,26 +953,15 @@ fn start_socket(_: ChatClient) {}
 /// How long a send may go unanswered before it is treated as unreachable.
 pub const SEND_DEADLINE_MS: u32 = 15_000;
 
+/// Completes after `ms` milliseconds in the browser; on the server, where nothing is sent,
+/// never.
 #[cfg(feature = "hydrate")]
-async fn send_deadline() {
-    gloo_timers::future::TimeoutFuture::new(SEND_DEADLINE_MS).await;
-}
-
-/// Sends are only made in the browser.
-#[cfg(not(feature = "hydrate"))]
-async fn send_deadline() {
-    futures::future::pending::<()>().await;
-}
-
-#[cfg(feature = "hydrate")]
-async fn wait_secs(secs: u64) {
-    let ms = u32::try_from(secs.saturating_mul(1000)).unwrap_or(u32::MAX);
+async fn browser_sleep(ms: u32) {
     gloo_timers::future::TimeoutFuture::new(ms).await;
 }
 
-/// Sends are only made in the browser.
 #[cfg(not(feature = "hydrate"))]
-async fn wait_secs(_: u64) {
+async fn browser_sleep(_: u32) {
     futures::future::pending::<()>().await;
 }
 

@@ -455,7 +455,7 @@ pub fn websocket_closed(code: Option<u16>) {
         Some(1007) => closed("1007", "invalid_utf8"),
         Some(1009) => closed("1009", "message_too_big"),
         Some(1011) => closed("1011", "catch_up_failed"),
-        Some(1012) => closed("1012", "server_restart"),
+        Some(close_code::RESTARTING) => closed("1012", "server_restart"),
         Some(close_code::SIGNED_OUT) => closed("4001", "signed_out"),
         Some(close_code::LAGGING) => closed("4008", "lagging"),
         Some(close_code::HEARTBEAT_TIMEOUT) => closed("4009", "heartbeat_timeout"),
