@@ -7,8 +7,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::helpers::{TestApp, WsFrame, ws_connect};
 use crate::process::{
-    Acknowledged, assert_acknowledged_are_stored, create_channel, free_port, signup, spawn_sender,
-    start_with,
+    Senders, assert_acknowledged_are_stored, create_channel, free_port, signup, start_with,
 };
 use crate::proxy::Proxy;
 
@@ -125,21 +124,8 @@ async fn sigterm_drains_clients_with_1012_keeps_every_acknowledged_send_and_exit
         assert_eq!(socket.event().await["type"], "hello");
         sockets.push(socket);
     }
-    let acknowledged = Acknowledged::default();
-    let senders: Vec<_> = (0..4)
-        .map(|_| {
-            spawn_sender(
-                http.clone(),
-                node.base.clone(),
-                token.clone(),
-                channel_id,
-                acknowledged.clone(),
-            )
-        })
-        .collect();
-    while acknowledged.lock().expect("lock").len() < 100 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let senders = Senders::start(4, &http, &node.base, &token, channel_id);
+    senders.until_acknowledged(100).await;
 
     let signalled = Instant::now();
     let pid = node.child.id().expect("pid").to_string();
@@ -184,10 +170,7 @@ async fn sigterm_drains_clients_with_1012_keeps_every_acknowledged_send_and_exit
         .expect("the server exits after the drain")
         .expect("wait");
     assert_eq!(status.code(), Some(0), "a drain ends with exit code 0");
-    for sender in senders {
-        sender.await.expect("sender");
-    }
-    let acknowledged = acknowledged.lock().expect("lock").clone();
+    let acknowledged = senders.finish().await;
     assert!(acknowledged.len() > 100, "sends went on during the drain");
 
     let node = start_with(&db, port, &[], false).await;

@@ -146,33 +146,67 @@ pub async fn create_channel(http: &reqwest::Client, base: &str, token: &str, nam
     channel["id"].as_i64().expect("channel id")
 }
 
-/// Sends the server acknowledged, as (client_id, seq).
-pub type Acknowledged = Arc<Mutex<Vec<(String, i64)>>>;
+/// Senders in a loop to one channel until the server stops answering (the node is gone), each
+/// recording what the server acknowledged, as (client_id, seq). Any refusal fails the test.
+pub struct Senders {
+    acknowledged: Arc<Mutex<Vec<(String, i64)>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
 
-/// Sends to `channel_id` in a loop until the server stops answering (the node is gone),
-/// recording each acknowledgement. Any refusal fails the test.
-pub fn spawn_sender(
-    http: reqwest::Client,
-    base: String,
-    token: String,
-    channel_id: i64,
-    acknowledged: Acknowledged,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        for n in 0.. {
-            let client_id = uuid::Uuid::new_v4().to_string();
-            let body = serde_json::json!({"channel_id": channel_id, "client_id": client_id,
-                                          "body": format!("message {n}")});
-            match post(&http, &base, "messages/send", Some(&token), body).await {
-                Ok((200, message)) => acknowledged
-                    .lock()
-                    .expect("lock")
-                    .push((client_id, message["seq"].as_i64().expect("seq"))),
-                Ok((status, body)) => panic!("send refused with {status}: {body}"),
-                Err(_) => return,
-            }
+impl Senders {
+    pub fn start(
+        count: usize,
+        http: &reqwest::Client,
+        base: &str,
+        token: &str,
+        channel_id: i64,
+    ) -> Self {
+        let acknowledged: Arc<Mutex<Vec<(String, i64)>>> = Arc::default();
+        let tasks = (0..count)
+            .map(|_| {
+                let (http, base, token, acknowledged) = (
+                    http.clone(),
+                    base.to_owned(),
+                    token.to_owned(),
+                    acknowledged.clone(),
+                );
+                tokio::spawn(async move {
+                    for n in 0.. {
+                        let client_id = uuid::Uuid::new_v4().to_string();
+                        let body = serde_json::json!({"channel_id": channel_id,
+                            "client_id": client_id, "body": format!("message {n}")});
+                        match post(&http, &base, "messages/send", Some(&token), body).await {
+                            Ok((200, message)) => acknowledged
+                                .lock()
+                                .expect("lock")
+                                .push((client_id, message["seq"].as_i64().expect("seq"))),
+                            Ok((status, body)) => panic!("send refused with {status}: {body}"),
+                            Err(_) => return,
+                        }
+                    }
+                })
+            })
+            .collect();
+        Self {
+            acknowledged,
+            tasks,
         }
-    })
+    }
+
+    /// Waits until at least `count` sends are acknowledged.
+    pub async fn until_acknowledged(&self, count: usize) {
+        while self.acknowledged.lock().expect("lock").len() < count {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Waits for every sender to stop (the server is gone) and returns what was acknowledged.
+    pub async fn finish(self) -> Vec<(String, i64)> {
+        for task in self.tasks {
+            task.await.expect("sender");
+        }
+        self.acknowledged.lock().expect("lock").clone()
+    }
 }
 
 /// The channel's seqs are 1..=N with no gap, and every acknowledged send is among them.

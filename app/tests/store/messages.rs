@@ -1,7 +1,10 @@
 use std::sync::Arc;
 
+use app::auth::PublicUser;
 use app::messages::PageCursor;
 use app::messages::store::NewMessage;
+
+use app::server::SqliteDb;
 
 use super::*;
 
@@ -193,37 +196,78 @@ async fn read_pointer_only_moves_forward_and_sender_reads_own() {
     assert!(state.seen_by(5, ann.id).next().is_none());
 }
 
-#[tokio::test]
-async fn a_batch_stores_in_order_across_channels_and_skips_what_it_must() {
-    let (db, _dir) = fresh_db().await;
+/// Ann and Bob in "deals" (Ann's), Bob alone in "news", Eve in neither.
+struct TwoChannels {
+    ann: PublicUser,
+    bob: PublicUser,
+    eve: PublicUser,
+    deals: i64,
+    news: i64,
+}
+
+async fn two_channels(db: &SqliteDb) -> TwoChannels {
     let (ann, bob, eve) = (
-        user(&db, "ann").await,
-        user(&db, "bob").await,
-        user(&db, "eve").await,
+        user(db, "ann").await,
+        user(db, "bob").await,
+        user(db, "eve").await,
     );
     let deals = db
         .create_group(ann.id, "deals", &[bob.id], 1, CAPS)
         .await
         .unwrap();
     let news = db.create_group(bob.id, "news", &[], 1, CAPS).await.unwrap();
-    let new = |channel_id, sender_id, client_id: &str| NewMessage {
+    TwoChannels {
+        ann,
+        bob,
+        eve,
+        deals,
+        news,
+    }
+}
+
+/// A message whose body names its key.
+fn new_message(channel_id: i64, sender_id: i64, client_id: &str) -> NewMessage {
+    NewMessage {
         channel_id,
         sender_id,
         client_id: client_id.to_owned(),
         body: format!("from {client_id}"),
         created_at: 2,
-    };
+    }
+}
+
+/// Each member's read pointer in `channel`, as (user id, seq).
+async fn read_pointers(db: &SqliteDb, channel: i64) -> Vec<(i64, i64)> {
+    db.read_state(channel)
+        .await
+        .unwrap()
+        .pointers
+        .iter()
+        .map(|p| (p.user_id, p.last_read_seq))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_batch_stores_in_order_across_channels_and_skips_what_it_must() {
+    let (db, _dir) = fresh_db().await;
+    let TwoChannels {
+        ann,
+        bob,
+        eve,
+        deals,
+        news,
+    } = two_channels(&db).await;
     let stored = db
         .insert_messages(&[
-            new(deals, ann.id, "a1"),
-            new(news, bob.id, "b1"),
-            new(deals, bob.id, "b2"),
+            new_message(deals, ann.id, "a1"),
+            new_message(news, bob.id, "b1"),
+            new_message(deals, bob.id, "b2"),
             // The same key again within the batch: the first one stands.
-            new(deals, ann.id, "a1"),
+            new_message(deals, ann.id, "a1"),
             // Not a member, and no such channel: nothing stored, no error.
-            new(deals, eve.id, "e1"),
-            new(9999, ann.id, "a2"),
-            new(deals, ann.id, "a3"),
+            new_message(deals, eve.id, "e1"),
+            new_message(9999, ann.id, "a2"),
+            new_message(deals, ann.id, "a3"),
         ])
         .await
         .unwrap();
@@ -239,16 +283,8 @@ async fn a_batch_stores_in_order_across_channels_and_skips_what_it_must() {
         .map(|m| (m.seq, m.body.as_deref().unwrap()))
         .collect();
     assert_eq!(bodies, [(1, "from a1"), (2, "from b2"), (3, "from a3")]);
-    let pointers: Vec<_> = db
-        .read_state(deals)
-        .await
-        .unwrap()
-        .pointers
-        .iter()
-        .map(|p| (p.user_id, p.last_read_seq))
-        .collect();
     assert_eq!(
-        pointers,
+        read_pointers(&db, deals).await,
         [(ann.id, 3), (bob.id, 2)],
         "senders read their own"
     );
@@ -272,35 +308,25 @@ async fn a_batch_stores_in_order_across_channels_and_skips_what_it_must() {
 #[tokio::test]
 async fn a_lone_send_skips_what_it_must_and_advances_pointers() {
     let (db, _dir) = fresh_db().await;
-    let (ann, bob, eve) = (
-        user(&db, "ann").await,
-        user(&db, "bob").await,
-        user(&db, "eve").await,
-    );
-    let deals = db
-        .create_group(ann.id, "deals", &[bob.id], 1, CAPS)
-        .await
-        .unwrap();
-    let news = db.create_group(bob.id, "news", &[], 1, CAPS).await.unwrap();
-    let new = |channel_id, sender_id, client_id: &str| NewMessage {
-        channel_id,
-        sender_id,
-        client_id: client_id.to_owned(),
-        body: format!("from {client_id}"),
-        created_at: 2,
-    };
+    let TwoChannels {
+        ann,
+        bob,
+        eve,
+        deals,
+        news,
+    } = two_channels(&db).await;
     let mut seqs = Vec::new();
     for message in [
-        new(deals, ann.id, "a1"),
-        new(deals, bob.id, "b1"),
+        new_message(deals, ann.id, "a1"),
+        new_message(deals, bob.id, "b1"),
         // The key again, in the same channel and in another: nothing stored.
-        new(deals, ann.id, "a1"),
-        new(news, bob.id, "b1"),
+        new_message(deals, ann.id, "a1"),
+        new_message(news, bob.id, "b1"),
         // Not a member, and no such channel.
-        new(deals, eve.id, "e1"),
-        new(9999, ann.id, "a2"),
-        new(news, bob.id, "b2"),
-        new(deals, ann.id, "a3"),
+        new_message(deals, eve.id, "e1"),
+        new_message(9999, ann.id, "a2"),
+        new_message(news, bob.id, "b2"),
+        new_message(deals, ann.id, "a3"),
     ] {
         let stored = db.insert_messages(&[message]).await.unwrap();
         assert_eq!(stored.len(), 1);
@@ -310,16 +336,8 @@ async fn a_lone_send_skips_what_it_must_and_advances_pointers() {
         seqs,
         [Some(1), Some(2), None, None, None, None, Some(1), Some(3)]
     );
-    let pointers: Vec<_> = db
-        .read_state(deals)
-        .await
-        .unwrap()
-        .pointers
-        .iter()
-        .map(|p| (p.user_id, p.last_read_seq))
-        .collect();
     assert_eq!(
-        pointers,
+        read_pointers(&db, deals).await,
         [(ann.id, 3), (bob.id, 2)],
         "senders read their own"
     );
