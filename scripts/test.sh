@@ -10,6 +10,8 @@ step() { printf '\033[1;34m==>\033[0m %s\n' "$*"; }
 
 # Redis (presence tests) and PostgreSQL run on the machine; start them when they are down.
 export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
+# The PostgreSQL server the suites' PostgreSQL passes create scratch databases on (and drop).
+POSTGRES_URL="${TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
 as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
 if ! redis-cli -u "$REDIS_URL" ping >/dev/null 2>&1; then
   step "starting Redis"
@@ -21,6 +23,7 @@ fi
 if ! pg_isready -h 127.0.0.1 -p 5432 >/dev/null 2>&1; then
   step "starting PostgreSQL"
   as_root pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start
+  for _ in $(seq 50); do pg_isready -h 127.0.0.1 -p 5432 >/dev/null 2>&1 && break; sleep 0.2; done
 fi
 
 # The same flags cargo-leptos builds with, so tests reuse its build instead of redoing it.
@@ -30,11 +33,17 @@ export LEPTOS_OUTPUT_NAME=dealnest-chat
 step "formatting"
 cargo fmt --all --check
 
-step "unit and storage tests (app, ssr)"
+# Each suite that stores anything runs twice: on SQLite (a temporary file per test) and on
+# PostgreSQL (a scratch database per test), selected by TEST_DATABASE_URL.
+step "unit and storage tests (app, ssr) on SQLite"
 cargo test -p app --features ssr
+step "storage tests on PostgreSQL"
+TEST_DATABASE_URL="$POSTGRES_URL" cargo test -p app --features ssr --test store
 
-step "API tests (real server over HTTP)"
+step "API tests (real server over HTTP) on SQLite"
 cargo test -p dealnest-chat
+step "API tests on PostgreSQL"
+TEST_DATABASE_URL="$POSTGRES_URL" cargo test -p dealnest-chat
 
 step "building server and WASM"
 # cargo-leptos sets its own flags (per target); ours would make it rebuild the WASM.

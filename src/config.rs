@@ -10,10 +10,30 @@ use app::server::AppConfig;
 use app::server::rate_limit::{RateLimit, UserRateLimits};
 use clap::Parser;
 
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Copy every user, session, channel, member, read pointer and message (ids and seqs kept)
+    /// from a SQLite database into an empty PostgreSQL database, then check the copy. The server
+    /// may keep running on the SQLite file meanwhile: the copy is one snapshot of it.
+    CopyDb {
+        /// The SQLite database: a file path or `sqlite:` URL.
+        #[arg(long)]
+        from: String,
+        /// The PostgreSQL database, `postgres://…`: it must exist and hold no data.
+        #[arg(long)]
+        to: String,
+    },
+}
+
 #[derive(Debug, Clone, Parser)]
 #[command(name = "dealnest-chat", version, about = "DealNest Chat server")]
 pub struct Config {
-    /// Database: a SQLite file path or `sqlite:` URL (created with its folder if missing).
+    /// What to run instead of the server.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Database: a SQLite file path or `sqlite:` URL (created with its folder if missing), or
+    /// a `postgres://user@host:5432/db` URL (the database must exist; it is migrated at start).
     #[arg(long, env = "DATABASE_URL", default_value = "./data/dealnest.db")]
     pub database_url: String,
 

@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use dealnest_chat::config::{Config, LogFormat};
+use dealnest_chat::config::{Command, Config, LogFormat};
 use dealnest_chat::startup::{self, StartupError};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
@@ -32,6 +32,9 @@ async fn main() -> ExitCode {
         Ok(limit) => tracing::info!(limit, "open-file limit"),
         Err(error) => tracing::warn!(%error, "could not raise the open-file limit"),
     }
+    if let Some(Command::CopyDb { from, to }) = &config.command {
+        return copy_db(from, to).await;
+    }
     match run(config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -56,6 +59,30 @@ async fn run(config: Config) -> Result<(), StartupError> {
     tracing::info!(%addr, database = %config.database_url, "DealNest Chat listening on http://{addr}");
     startup::serve(listener, state, shutdown_signal()).await?;
     Ok(())
+}
+
+/// `copy-db`: a progress line per batch on stdout, then what was copied; failures on stderr.
+async fn copy_db(from: &str, to: &str) -> ExitCode {
+    let mut progress = |p: app::server::copy_db::Progress| {
+        println!("copy-db: {:<15} {:>10} / {}", p.table, p.copied, p.total);
+    };
+    match app::server::copy_db::copy_sqlite_to_postgres(from, to, &mut progress).await {
+        Ok(report) => {
+            let copied: Vec<String> = report
+                .iter()
+                .map(|(table, rows)| format!("{rows} {table}"))
+                .collect();
+            println!(
+                "copy-db: done, verified: {}; every channel's last_seq matches",
+                copied.join(", ")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("copy-db: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Completes on Ctrl-C or SIGTERM, so in-flight requests finish before exit.

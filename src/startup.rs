@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use app::error::ApiError;
 use app::server::metrics::{self, MetricsError};
-use app::server::{AppConfig, AppState, Database, SqliteDb, StoreError};
+use app::server::{AppConfig, AppState, Database, StoreError};
 use app::{App, shell};
 use axum::Router;
 use axum::extract::State;
@@ -38,7 +38,9 @@ use crate::api_guard::{self, MAX_REQUEST_BYTES};
 pub enum StartupError {
     #[error("database: {0}")]
     Database(#[from] StoreError),
-    #[error("unsupported DATABASE_URL '{0}': use a SQLite file path or a sqlite: URL")]
+    #[error(
+        "unsupported DATABASE_URL '{0}': use a SQLite file path, a sqlite: URL or a postgres:// URL"
+    )]
     UnsupportedDatabase(String),
     #[error("leptos configuration: {0}")]
     Leptos(String),
@@ -50,10 +52,9 @@ pub enum StartupError {
 
 /// Opens the database named by `database_url`, applying migrations.
 pub async fn open_database(database_url: &str) -> Result<Arc<dyn Database>, StartupError> {
-    if database_url.contains("://") && !database_url.starts_with("sqlite:") {
-        return Err(StartupError::UnsupportedDatabase(database_url.to_owned()));
-    }
-    Ok(Arc::new(SqliteDb::connect(database_url).await?))
+    app::server::db::open(database_url)
+        .await?
+        .ok_or_else(|| StartupError::UnsupportedDatabase(database_url.to_owned()))
 }
 
 /// Leptos options from the environment cargo-leptos sets (defaults otherwise). A binary run

@@ -30,6 +30,11 @@ struct Cli {
     /// Port for the started server.
     #[arg(long, global = true, default_value_t = 3900)]
     port: u16,
+    /// Run the started server on PostgreSQL: a fresh database, created on the server this URL
+    /// names (e.g. `postgres://postgres@127.0.0.1:5432/test`) and dropped after the run. A
+    /// fresh SQLite file otherwise.
+    #[arg(long, global = true)]
+    postgres: Option<String>,
     /// Use an already running server at this URL instead (with --server-pid for its stats).
     #[arg(long, global = true)]
     url: Option<String>,
@@ -111,7 +116,7 @@ async fn start(cli: &Cli, metrics: bool) -> Result<Server, String> {
                 binary: &cli.server,
                 port: cli.port,
                 env: cli.scenario.server_env(),
-                database: None,
+                postgres: cli.postgres.as_deref(),
                 wrapper,
                 metrics_port: metrics.then_some(cli.port.saturating_add(1)),
             })

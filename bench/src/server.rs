@@ -1,10 +1,11 @@
 //! The server under test: started by the bench (fresh database, its own port) or given by URL
 //! and process id. Its CPU time and resident memory are read from `/proc`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
+use app::server::postgres::scratch::ScratchDatabase;
 use tokio::process::{Child, Command};
 
 pub struct Server {
@@ -12,6 +13,8 @@ pub struct Server {
     pub pid: u32,
     child: Option<Child>,
     _data: Option<tempfile::TempDir>,
+    /// Dropped after `child` (fields drop in order), so the server is gone first.
+    _scratch: Option<ScratchDatabase>,
 }
 
 /// Settings for a server the bench starts.
@@ -20,8 +23,9 @@ pub struct Launch<'a> {
     pub port: u16,
     /// Extra environment (limits raised for load, grace period…).
     pub env: Vec<(&'static str, String)>,
-    /// Use this database file instead of a fresh one (e.g. a seeded one).
-    pub database: Option<PathBuf>,
+    /// Run on a fresh scratch database on this PostgreSQL server (a `postgres://` URL of any
+    /// database there) instead of a fresh SQLite file.
+    pub postgres: Option<&'a str>,
     /// A command the binary is started under, e.g. `taskset -c 0`. It must exec the binary
     /// (taskset does) so the child's pid, whose `/proc` stats are read, is the server's.
     pub wrapper: Vec<String>,
@@ -32,10 +36,18 @@ pub struct Launch<'a> {
 impl Server {
     pub async fn start(launch: Launch<'_>) -> Result<Self, String> {
         let data = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let database = launch
-            .database
-            .clone()
-            .unwrap_or_else(|| data.path().join("bench.db"));
+        let scratch = match launch.postgres {
+            Some(server) => Some(
+                ScratchDatabase::create(server)
+                    .await
+                    .map_err(|e| format!("cannot create a database on {server}: {e}"))?,
+            ),
+            None => None,
+        };
+        let database = match &scratch {
+            Some(scratch) => scratch.url().to_owned(),
+            None => data.path().join("bench.db").to_string_lossy().into_owned(),
+        };
         let mut command = match launch.wrapper.split_first() {
             Some((program, args)) => {
                 let mut command = Command::new(program);
@@ -80,6 +92,7 @@ impl Server {
             pid,
             child: Some(child),
             _data: Some(data),
+            _scratch: scratch,
         };
         server.wait_healthy().await?;
         if let Some(metrics_port) = launch.metrics_port {
@@ -94,6 +107,7 @@ impl Server {
             pid,
             child: None,
             _data: None,
+            _scratch: None,
         }
     }
 

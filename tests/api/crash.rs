@@ -1,16 +1,17 @@
 //! A crash of the whole process (SIGKILL) loses nothing that was acknowledged: the real binary,
-//! a real database file, killed while sends are in flight, then started again on that file.
+//! a real database, killed while sends are in flight, then started again on that database.
 
+use crate::helpers::TestDatabase;
 use crate::process::{
     Senders, assert_acknowledged_are_stored, create_channel, free_port, signup, start,
 };
 
 #[tokio::test]
 async fn sends_acknowledged_before_a_sigkill_are_all_there_after_restart() {
-    let data = tempfile::tempdir().expect("temp dir");
-    let db = data.path().join("dealnest.db");
+    let database = TestDatabase::fresh().await;
+    let db = database.url();
     let port = free_port();
-    let mut node = start(&db, port).await;
+    let mut node = start(db, port).await;
     let http = reqwest::Client::new();
     let (_, token) = signup(&http, &node.base, "crashy").await;
     let channel_id = create_channel(&http, &node.base, &token, "crash").await;
@@ -21,6 +22,6 @@ async fn sends_acknowledged_before_a_sigkill_are_all_there_after_restart() {
     node.child.wait().await.expect("killed");
     let acknowledged = senders.finish().await;
 
-    let node = start(&db, port).await;
+    let node = start(db, port).await;
     assert_acknowledged_are_stored(&http, &node.base, &token, channel_id, &acknowledged).await;
 }

@@ -1,5 +1,7 @@
-//! Starts the real app on an ephemeral port with a fresh SQLite database, and talks to it over
-//! HTTP as a client would.
+//! Starts the real app on an ephemeral port with a fresh database, and talks to it over HTTP as
+//! a client would. The database is a SQLite file unless `TEST_DATABASE_URL` names a PostgreSQL
+//! server, where each test gets a scratch database of its own; `scripts/test.sh` runs the suite
+//! both ways.
 
 use std::net::SocketAddr;
 
@@ -8,6 +10,7 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use app::server::AppConfig;
+use app::server::postgres::scratch::ScratchDatabase;
 use app::server::rate_limit::UserRateLimits;
 use dealnest_chat::startup;
 use leptos::config::LeptosOptions;
@@ -21,8 +24,111 @@ pub struct TestApp {
     pub base: String,
     pub addr: SocketAddr,
     pub http: reqwest::Client,
-    data: TempDir,
+    pub database: TestDatabase,
     stop: Option<oneshot::Sender<()>>,
+}
+
+/// A fresh, empty database of the backend under test, deleted when dropped.
+pub struct TestDatabase {
+    url: String,
+    storage: Storage,
+}
+
+enum Storage {
+    /// The folder holding the database file.
+    Sqlite(TempDir),
+    Postgres(ScratchDatabase),
+    /// Another `TestDatabase` owns it (a second node on the same database).
+    Shared,
+}
+
+/// The PostgreSQL server for scratch databases: `TEST_DATABASE_URL` when it names one (the
+/// PostgreSQL pass), else the local server CI runs (for the PostgreSQL-only tests).
+pub fn postgres_server() -> String {
+    match std::env::var("TEST_DATABASE_URL") {
+        Ok(url) if url.starts_with("postgres") => url,
+        _ => "postgres://postgres@127.0.0.1:5432/test".into(),
+    }
+}
+
+impl TestDatabase {
+    /// A database of the backend under test.
+    pub async fn fresh() -> Self {
+        match std::env::var("TEST_DATABASE_URL") {
+            Ok(server) if server.starts_with("postgres") => Self::postgres().await,
+            _ => Self::sqlite(),
+        }
+    }
+
+    pub fn sqlite() -> Self {
+        let folder = tempfile::tempdir().expect("temp dir");
+        Self {
+            url: folder
+                .path()
+                .join("dealnest.db")
+                .to_string_lossy()
+                .into_owned(),
+            storage: Storage::Sqlite(folder),
+        }
+    }
+
+    pub async fn postgres() -> Self {
+        let scratch = ScratchDatabase::create(&postgres_server())
+            .await
+            .expect("create a scratch PostgreSQL database");
+        Self {
+            url: scratch.url().to_owned(),
+            storage: Storage::Postgres(scratch),
+        }
+    }
+
+    /// The same database for a second node; `self` must outlive it.
+    pub fn share(&self) -> Self {
+        Self {
+            url: self.url.clone(),
+            storage: Storage::Shared,
+        }
+    }
+
+    /// What to set `DATABASE_URL` to.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Makes the database refuse new connections (SQLite: its file moves away; PostgreSQL:
+    /// `ALLOW_CONNECTIONS false`), until [`TestDatabase::reconnectable`].
+    pub async fn unreachable(&self) {
+        self.allow_connections(false).await;
+    }
+
+    pub async fn reconnectable(&self) {
+        self.allow_connections(true).await;
+    }
+
+    async fn allow_connections(&self, allow: bool) {
+        match &self.storage {
+            Storage::Sqlite(folder) => {
+                let file = folder.path().join("dealnest.db");
+                let moved = file.with_extension("moved");
+                let (from, to) = if allow { (moved, file) } else { (file, moved) };
+                std::fs::rename(from, to).expect("move the database file");
+            }
+            Storage::Postgres(scratch) => {
+                use sqlx::{AssertSqlSafe, Connection, Executor};
+                let mut admin = sqlx::PgConnection::connect(&postgres_server())
+                    .await
+                    .expect("connect");
+                admin
+                    .execute(AssertSqlSafe(format!(
+                        "ALTER DATABASE {} ALLOW_CONNECTIONS {allow}",
+                        scratch.name()
+                    )))
+                    .await
+                    .expect("alter database");
+            }
+            Storage::Shared => panic!("only the owner of a database can make it unreachable"),
+        }
+    }
 }
 
 /// A signed-up user and their bearer token.
@@ -91,13 +197,16 @@ impl TestApp {
     }
 
     pub async fn spawn_with(config: AppConfig) -> Self {
-        let data = tempfile::tempdir().expect("temp dir");
-        let db_path = data.path().join("dealnest.db");
+        Self::spawn_on(TestDatabase::fresh().await, config).await
+    }
+
+    /// A node on `database` (see [`TestDatabase::share`] for several nodes on one database).
+    pub async fn spawn_on(database: TestDatabase, config: AppConfig) -> Self {
         let leptos_options = LeptosOptions::builder()
             .output_name("dealnest-chat")
             .site_root("target/site")
             .build();
-        let state = startup::build_state(&db_path.to_string_lossy(), config, leptos_options)
+        let state = startup::build_state(database.url(), config, leptos_options)
             .await
             .expect("build state");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -113,14 +222,14 @@ impl TestApp {
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .expect("client"),
-            data,
+            database,
             stop: Some(stop),
         }
     }
 
     /// Talks to a server started some other way (the real binary in a child process, say),
-    /// whose data folder is `data`.
-    pub fn attach(addr: SocketAddr, data: TempDir) -> Self {
+    /// on `database`.
+    pub fn attach(addr: SocketAddr, database: TestDatabase) -> Self {
         Self {
             addr,
             base: format!("http://{addr}"),
@@ -128,7 +237,7 @@ impl TestApp {
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .expect("client"),
-            data,
+            database,
             stop: None,
         }
     }
@@ -188,7 +297,6 @@ impl TestApp {
         .ok()
     }
 
-    /// The caller's channel-list row for `channel`.
     /// The newest page of `channel` as `user` sees it.
     pub async fn newest_page(&self, user: &TestUser, channel: i64) -> Value {
         self.call(
@@ -200,6 +308,7 @@ impl TestApp {
         .ok()
     }
 
+    /// The caller's channel-list row for `channel`.
     pub async fn summary(&self, user: &TestUser, channel: i64) -> Value {
         let list = self
             .call("channels/list", Some(&user.token), json!({}))
@@ -270,11 +379,6 @@ impl TestApp {
                 .await
                 .expect("websocket upgrade");
         WsClient { stream }
-    }
-
-    /// The SQLite file this server runs on.
-    pub fn db_path(&self) -> std::path::PathBuf {
-        self.data.path().join("dealnest.db")
     }
 
     /// Stops the server as a shutdown signal would.

@@ -10,6 +10,7 @@ mod messages;
 mod metrics;
 mod operations;
 mod pages;
+mod postgres;
 mod presence;
 mod process;
 mod proxy;

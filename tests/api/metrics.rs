@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::process::Child;
 
-use crate::helpers::TestApp;
+use crate::helpers::{TestApp, TestDatabase};
 use crate::process::{free_port, start_with};
 use crate::proxy::Proxy;
 
@@ -42,12 +42,12 @@ const DESCRIBED: &[&str] = &[
 /// The server binary with metrics on, a login throttle of one attempt per username, no presence
 /// grace period, and presence on the Redis at `redis_url` (with keys of its own).
 async fn start_with_metrics(redis_url: &str) -> (Child, TestApp, SocketAddr) {
-    let data = tempfile::tempdir().expect("temp dir");
+    let database = TestDatabase::fresh().await;
     let (port, metrics_port) = (free_port(), free_port());
     let metrics_bind = format!("127.0.0.1:{metrics_port}");
     let redis_prefix = format!("dealnest-test-{}", uuid::Uuid::new_v4());
     let node = start_with(
-        &data.path().join("dealnest.db"),
+        database.url(),
         port,
         &[
             ("LOG_LEVEL", "error"),
@@ -60,7 +60,7 @@ async fn start_with_metrics(redis_url: &str) -> (Child, TestApp, SocketAddr) {
         false,
     )
     .await;
-    let app = TestApp::attach(SocketAddr::from(([127, 0, 0, 1], port)), data);
+    let app = TestApp::attach(SocketAddr::from(([127, 0, 0, 1], port)), database);
     (
         node.child,
         app,

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::helpers::{TestApp, WsFrame, ws_connect};
+use crate::helpers::{TestApp, TestDatabase, WsFrame, ws_connect};
 use crate::process::{
     Senders, assert_acknowledged_are_stored, create_channel, free_port, signup, start_with,
 };
@@ -32,13 +32,11 @@ async fn ready_becomes(app: &TestApp, status: u16) -> Value {
 }
 
 #[tokio::test]
-async fn ready_fails_while_the_database_file_is_gone_and_recovers() {
+async fn ready_fails_while_the_database_is_unreachable_and_recovers() {
     let app = TestApp::spawn().await;
     assert_eq!(ready(&app).await, (200, json!({"status": "ready"})));
 
-    let db = app.db_path();
-    let moved = db.with_extension("moved");
-    std::fs::rename(&db, &moved).expect("move the database file away");
+    app.database.unreachable().await;
     let (status, body) = ready(&app).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(
@@ -48,7 +46,7 @@ async fn ready_fails_while_the_database_file_is_gone_and_recovers() {
     // Liveness is a different question: the process still answers.
     assert_eq!(app.get("/health").await.status().as_u16(), 200);
 
-    std::fs::rename(&moved, &db).expect("move it back");
+    app.database.reconnectable().await;
     assert_eq!(ready(&app).await, (200, json!({"status": "ready"})));
 }
 
@@ -107,10 +105,10 @@ async fn a_drain_fails_readiness_refuses_new_sockets_and_closes_open_ones_with_1
 
 #[tokio::test]
 async fn sigterm_drains_clients_with_1012_keeps_every_acknowledged_send_and_exits_0() {
-    let data = tempfile::tempdir().expect("temp dir");
-    let db = data.path().join("dealnest.db");
+    let database = TestDatabase::fresh().await;
+    let db = database.url();
     let port = free_port();
-    let mut node = start_with(&db, port, &[("DRAIN_SECS", "2")], false).await;
+    let mut node = start_with(db, port, &[("DRAIN_SECS", "2")], false).await;
     let http = reqwest::Client::new();
     let (_, token) = signup(&http, &node.base, "drainy").await;
     let channel_id = create_channel(&http, &node.base, &token, "drain").await;
@@ -173,7 +171,7 @@ async fn sigterm_drains_clients_with_1012_keeps_every_acknowledged_send_and_exit
     let acknowledged = senders.finish().await;
     assert!(acknowledged.len() > 100, "sends went on during the drain");
 
-    let node = start_with(&db, port, &[], false).await;
+    let node = start_with(db, port, &[], false).await;
     assert_acknowledged_are_stored(&http, &node.base, &token, channel_id, &acknowledged).await;
 }
 
@@ -199,11 +197,11 @@ async fn a_request_id_is_honoured_or_generated_and_returned() {
 
 #[tokio::test]
 async fn json_logs_carry_the_request_id_and_user_id() {
-    let data = tempfile::tempdir().expect("temp dir");
-    let db = data.path().join("dealnest.db");
+    let database = TestDatabase::fresh().await;
+    let db = database.url();
     let port = free_port();
     let mut node = start_with(
-        &db,
+        db,
         port,
         &[
             ("LOG_FORMAT", "json"),

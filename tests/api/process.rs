@@ -19,14 +19,9 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Starts the binary on `db` and `port` with `env` added, and waits for `/health`. Its stdout
+/// Starts the binary on the database at `db` (a `DATABASE_URL`) and `port` with `env` added, and waits for `/health`. Its stdout
 /// is piped when `capture_stdout` (the caller reads it), discarded otherwise.
-pub async fn start_with(
-    db: &std::path::Path,
-    port: u16,
-    env: &[(&str, &str)],
-    capture_stdout: bool,
-) -> Node {
+pub async fn start_with(db: &str, port: u16, env: &[(&str, &str)], capture_stdout: bool) -> Node {
     let child = Command::new(env!("CARGO_BIN_EXE_dealnest-chat"))
         .env("DATABASE_URL", db)
         .env("LEPTOS_SITE_ADDR", format!("127.0.0.1:{port}"))
@@ -58,7 +53,7 @@ pub async fn start_with(
     panic!("the server did not come up on {base}");
 }
 
-pub async fn start(db: &std::path::Path, port: u16) -> Node {
+pub async fn start(db: &str, port: u16) -> Node {
     start_with(db, port, &[], false).await
 }
 

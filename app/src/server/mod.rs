@@ -1,14 +1,19 @@
 //! Server-only plumbing every feature shares: the application state, the database handle, the
 //! service error type, the Prometheus metrics and the per-user rate limits.
 
+pub mod copy_db;
 pub mod db;
 pub mod error;
 pub mod metrics;
+pub mod postgres;
 pub mod rate_limit;
+pub mod sqlite;
 pub mod state;
 
-pub use db::{Database, SqliteDb, StoreError};
+pub use db::{Database, StoreError};
 pub use error::ServiceError;
+pub use postgres::PgDb;
+pub use sqlite::SqliteDb;
 pub use state::{AppConfig, AppState};
 
 use crate::error::ApiError;

@@ -5,7 +5,7 @@ use super::*;
 
 #[tokio::test]
 async fn group_creation_sets_owner_and_members() {
-    let (db, _dir) = fresh_db().await;
+    let db = fresh_db().await;
     let (ann, bob) = (user(&db, "ann").await, user(&db, "bob").await);
     let id = db
         .create_group(ann.id, "deals", &[bob.id], 10, CAPS)
@@ -35,7 +35,7 @@ async fn group_creation_sets_owner_and_members() {
 
 #[tokio::test]
 async fn direct_channel_is_one_per_pair_in_either_order() {
-    let (db, _dir) = fresh_db().await;
+    let db = fresh_db().await;
     let (ann, bob) = (user(&db, "ann").await, user(&db, "bob").await);
     let (first, created) = db.direct_channel(ann.id, bob.id, 1, CAPS).await.unwrap();
     assert!(created);
@@ -53,7 +53,7 @@ async fn direct_channel_is_one_per_pair_in_either_order() {
 
 #[tokio::test]
 async fn owner_leaving_hands_ownership_to_longest_member() {
-    let (db, _dir) = fresh_db().await;
+    let db = fresh_db().await;
     let (ann, bob, cid) = (
         user(&db, "ann").await,
         user(&db, "bob").await,
@@ -85,7 +85,7 @@ async fn owner_leaving_hands_ownership_to_longest_member() {
 
 #[tokio::test]
 async fn added_member_starts_with_everything_read() {
-    let (db, _dir) = fresh_db().await;
+    let db = fresh_db().await;
     let (ann, bob) = (user(&db, "ann").await, user(&db, "bob").await);
     let id = db
         .create_group(ann.id, "deals", &[], 1, CAPS)
@@ -106,7 +106,7 @@ async fn added_member_starts_with_everything_read() {
 
 #[tokio::test]
 async fn channel_size_cap_counts_the_owner_and_allows_re_adding() {
-    let (db, _dir) = fresh_db().await;
+    let db = fresh_db().await;
     let (ann, bob, cid) = (
         user(&db, "ann").await,
         user(&db, "bob").await,
@@ -145,7 +145,7 @@ async fn channel_size_cap_counts_the_owner_and_allows_re_adding() {
 
 #[tokio::test]
 async fn channels_per_user_cap_refuses_every_way_in_but_finds_an_existing_dm() {
-    let (db, _dir) = fresh_db().await;
+    let db = fresh_db().await;
     let (ann, bob, cid) = (
         user(&db, "ann").await,
         user(&db, "bob").await,

@@ -1,13 +1,20 @@
-//! Storage tests: the store traits against a fresh SQLite database file each.
+//! Storage tests: the store traits against a fresh database each. The backend is SQLite
+//! (a temporary file) unless `TEST_DATABASE_URL` names a PostgreSQL server, where each test gets
+//! a scratch database of its own; `scripts/test.sh` runs this suite both ways.
 
 mod channels;
 mod messages;
+mod two_nodes;
 
 use app::auth::PublicUser;
 use app::messages::Message;
 use app::messages::store::NewMessage;
-use app::server::SqliteDb;
+use std::ops::Deref;
+use std::sync::Arc;
+
 use app::server::db::StoreError;
+use app::server::postgres::scratch::ScratchDatabase;
+use app::server::{Database, SqliteDb};
 use tempfile::TempDir;
 
 // Re-exported trait names so test modules can call store methods.
@@ -22,8 +29,94 @@ pub const CAPS: MembershipCaps = MembershipCaps {
 pub use app::messages::store::MessageStore;
 pub use app::receipts::store::ReceiptStore;
 
-/// A fresh database; keep the `TempDir` alive for the test's duration.
-pub async fn fresh_db() -> (SqliteDb, TempDir) {
+/// A fresh database of the backend under test, deleted when dropped.
+pub struct TestDb {
+    db: Arc<dyn Database>,
+    _storage: Storage,
+}
+
+enum Storage {
+    Sqlite(#[allow(dead_code)] TempDir),
+    Postgres(#[allow(dead_code)] ScratchDatabase),
+}
+
+impl Deref for TestDb {
+    type Target = dyn Database;
+    fn deref(&self) -> &Self::Target {
+        self.db.as_ref()
+    }
+}
+
+/// Anything a test can store through: a [`TestDb`], a backend, or an `Arc` of one.
+pub trait AsDatabase {
+    fn database(&self) -> &dyn Database;
+}
+
+impl AsDatabase for TestDb {
+    fn database(&self) -> &dyn Database {
+        self.db.as_ref()
+    }
+}
+
+impl AsDatabase for SqliteDb {
+    fn database(&self) -> &dyn Database {
+        self
+    }
+}
+
+impl AsDatabase for app::server::PgDb {
+    fn database(&self) -> &dyn Database {
+        self
+    }
+}
+
+impl<T: AsDatabase> AsDatabase for Arc<T> {
+    fn database(&self) -> &dyn Database {
+        self.as_ref().database()
+    }
+}
+
+/// The PostgreSQL server the PostgreSQL-only tests use: `TEST_DATABASE_URL` when it names one,
+/// else the local server CI runs.
+pub fn postgres_server() -> String {
+    match std::env::var("TEST_DATABASE_URL") {
+        Ok(url) if url.starts_with("postgres") => url,
+        _ => "postgres://postgres@127.0.0.1:5432/test".into(),
+    }
+}
+
+/// A scratch database on [`postgres_server`].
+pub async fn scratch_postgres() -> ScratchDatabase {
+    ScratchDatabase::create(&postgres_server())
+        .await
+        .expect("create a scratch PostgreSQL database")
+}
+
+/// A fresh database of the backend under test.
+pub async fn fresh_db() -> TestDb {
+    match std::env::var("TEST_DATABASE_URL") {
+        Ok(url) if url.starts_with("postgres") => {
+            let scratch = scratch_postgres().await;
+            let db = app::server::PgDb::connect(scratch.url())
+                .await
+                .expect("open the scratch database");
+            TestDb {
+                db: Arc::new(db),
+                _storage: Storage::Postgres(scratch),
+            }
+        }
+        _ => {
+            let (db, dir) = fresh_sqlite().await;
+            TestDb {
+                db: Arc::new(db),
+                _storage: Storage::Sqlite(dir),
+            }
+        }
+    }
+}
+
+/// A fresh SQLite database, for tests of SQLite's own behaviour; keep the `TempDir` alive.
+pub async fn fresh_sqlite() -> (SqliteDb, TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     let db = SqliteDb::open_in(dir.path()).await.expect("open database");
     (db, dir)
@@ -37,7 +130,7 @@ pub struct Sent {
 
 /// Stores one message the way the writer does, and reads it back.
 pub async fn send(
-    db: &SqliteDb,
+    db: &impl AsDatabase,
     channel_id: i64,
     sender_id: i64,
     client_id: &str,
@@ -51,6 +144,7 @@ pub async fn send(
         body: body.to_owned(),
         created_at: now,
     };
+    let db = db.database();
     let stored = db.insert_messages(&[new]).await?;
     assert_eq!(stored.len(), 1, "one result per message");
     let created = stored[0].is_some();
@@ -64,8 +158,9 @@ pub async fn send(
     Ok(Sent { message, created })
 }
 
-pub async fn user(db: &SqliteDb, username: &str) -> PublicUser {
-    db.create_user(username, &username.to_uppercase(), "not-a-real-hash", 1)
+pub async fn user(db: &impl AsDatabase, username: &str) -> PublicUser {
+    db.database()
+        .create_user(username, &username.to_uppercase(), "not-a-real-hash", 1)
         .await
         .expect("create user")
 }
@@ -84,7 +179,7 @@ async fn migrations_create_a_database_file_and_folder() {
 
 #[tokio::test]
 async fn usernames_are_unique() {
-    let (db, _dir) = fresh_db().await;
+    let db = fresh_db().await;
     user(&db, "ann").await;
     let again = db.create_user("ann", "Other Ann", "h", 2).await;
     assert!(matches!(again, Err(StoreError::Unique(_))), "{again:?}");
@@ -92,7 +187,7 @@ async fn usernames_are_unique() {
 
 #[tokio::test]
 async fn sessions_resolve_until_expired_or_deleted() {
-    let (db, _dir) = fresh_db().await;
+    let db = fresh_db().await;
     let ann = user(&db, "ann").await;
     db.create_session(b"hash-1", ann.id, 100, 200)
         .await
@@ -121,7 +216,7 @@ async fn sessions_resolve_until_expired_or_deleted() {
 
 #[tokio::test]
 async fn user_search_matches_prefixes_literally() {
-    let (db, _dir) = fresh_db().await;
+    let db = fresh_db().await;
     user(&db, "ann").await;
     user(&db, "anna_b").await;
     user(&db, "bob").await;

@@ -4,13 +4,11 @@ use app::auth::PublicUser;
 use app::messages::PageCursor;
 use app::messages::store::NewMessage;
 
-use app::server::SqliteDb;
-
 use super::*;
 
 #[tokio::test]
 async fn concurrent_inserts_get_gap_free_seqs() {
-    let (db, _dir) = fresh_db().await;
+    let db = fresh_db().await;
     let db = Arc::new(db);
     let ann = user(&db, "ann").await;
     let channel = db
@@ -47,7 +45,7 @@ async fn concurrent_inserts_get_gap_free_seqs() {
 
 #[tokio::test]
 async fn same_client_id_returns_the_original() {
-    let (db, _dir) = fresh_db().await;
+    let db = fresh_db().await;
     let ann = user(&db, "ann").await;
     let channel = db
         .create_group(ann.id, "deals", &[], 1, CAPS)
@@ -77,7 +75,7 @@ async fn same_client_id_returns_the_original() {
 
 #[tokio::test]
 async fn paging_by_seq_in_both_directions() {
-    let (db, _dir) = fresh_db().await;
+    let db = fresh_db().await;
     let ann = user(&db, "ann").await;
     let channel = db
         .create_group(ann.id, "deals", &[], 1, CAPS)
@@ -119,7 +117,7 @@ async fn paging_by_seq_in_both_directions() {
 
 #[tokio::test]
 async fn edit_and_delete_keep_seq_and_hide_deleted_body() {
-    let (db, _dir) = fresh_db().await;
+    let db = fresh_db().await;
     let ann = user(&db, "ann").await;
     let channel = db
         .create_group(ann.id, "deals", &[], 1, CAPS)
@@ -168,7 +166,7 @@ async fn edit_and_delete_keep_seq_and_hide_deleted_body() {
 
 #[tokio::test]
 async fn read_pointer_only_moves_forward_and_sender_reads_own() {
-    let (db, _dir) = fresh_db().await;
+    let db = fresh_db().await;
     let (ann, bob) = (user(&db, "ann").await, user(&db, "bob").await);
     let channel = db
         .create_group(ann.id, "deals", &[bob.id], 1, CAPS)
@@ -205,12 +203,13 @@ struct TwoChannels {
     news: i64,
 }
 
-async fn two_channels(db: &SqliteDb) -> TwoChannels {
+async fn two_channels(db: &impl AsDatabase) -> TwoChannels {
     let (ann, bob, eve) = (
         user(db, "ann").await,
         user(db, "bob").await,
         user(db, "eve").await,
     );
+    let db = db.database();
     let deals = db
         .create_group(ann.id, "deals", &[bob.id], 1, CAPS)
         .await
@@ -237,8 +236,9 @@ fn new_message(channel_id: i64, sender_id: i64, client_id: &str) -> NewMessage {
 }
 
 /// Each member's read pointer in `channel`, as (user id, seq).
-async fn read_pointers(db: &SqliteDb, channel: i64) -> Vec<(i64, i64)> {
-    db.read_state(channel)
+async fn read_pointers(db: &impl AsDatabase, channel: i64) -> Vec<(i64, i64)> {
+    db.database()
+        .read_state(channel)
         .await
         .unwrap()
         .pointers
@@ -249,7 +249,7 @@ async fn read_pointers(db: &SqliteDb, channel: i64) -> Vec<(i64, i64)> {
 
 #[tokio::test]
 async fn a_batch_stores_in_order_across_channels_and_skips_what_it_must() {
-    let (db, _dir) = fresh_db().await;
+    let db = fresh_db().await;
     let TwoChannels {
         ann,
         bob,
@@ -307,7 +307,7 @@ async fn a_batch_stores_in_order_across_channels_and_skips_what_it_must() {
 /// A batch of one takes the single-statement path: it must apply the same rules.
 #[tokio::test]
 async fn a_lone_send_skips_what_it_must_and_advances_pointers() {
-    let (db, _dir) = fresh_db().await;
+    let db = fresh_db().await;
     let TwoChannels {
         ann,
         bob,
@@ -355,7 +355,7 @@ async fn a_lone_send_skips_what_it_must_and_advances_pointers() {
 
 #[tokio::test]
 async fn a_batch_larger_than_one_statement_stays_gap_free() {
-    let (db, _dir) = fresh_db().await;
+    let db = fresh_db().await;
     let ann = user(&db, "ann").await;
     let (a, b) = (
         db.create_group(ann.id, "a", &[], 1, CAPS).await.unwrap(),
@@ -399,7 +399,7 @@ async fn a_batch_larger_than_one_statement_stays_gap_free() {
 /// into the database file instead, so the file grows without any send paying for it.
 #[tokio::test]
 async fn the_wal_is_checkpointed_in_the_background() {
-    let (db, dir) = fresh_db().await;
+    let (db, dir) = fresh_sqlite().await;
     let ann = user(&db, "ann").await;
     let channel = db.create_group(ann.id, "busy", &[], 1, CAPS).await.unwrap();
     let file = dir.path().join("dealnest.db");

@@ -1,0 +1,109 @@
+//! Throwaway databases on a PostgreSQL server, for tests and benchmarks: each gets an empty
+//! database of its own, dropped when it is done.
+
+use std::str::FromStr;
+
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::{AssertSqlSafe, Connection, Executor};
+
+use crate::server::db::StoreResult;
+
+/// An empty database created on the server at `server_url`, dropped (together with any
+/// connection still open to it) when this value is dropped.
+#[derive(Debug)]
+pub struct ScratchDatabase {
+    server_url: String,
+    name: String,
+    url: String,
+}
+
+impl ScratchDatabase {
+    /// Creates `dealnest_scratch_<random>` on the server `server_url` names (any database
+    /// there that the user may connect to).
+    pub async fn create(server_url: &str) -> StoreResult<Self> {
+        let server = PgConnectOptions::from_str(server_url)?;
+        let mut random = [0u8; 8];
+        getrandom::fill(&mut random).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+        let name = format!("dealnest_scratch_{:016x}", u64::from_le_bytes(random));
+        let mut connection = PgConnection::connect_with(&server).await?;
+        connection
+            .execute(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .await?;
+        connection.close().await?;
+        let url = with_database(server_url, &name);
+        Ok(Self {
+            server_url: server_url.to_owned(),
+            name,
+            url,
+        })
+    }
+
+    /// The `postgres://` URL of this database.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// `url` with its database (the path) replaced by `database`; query parameters are kept.
+fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let path_start = base[authority_start..]
+        .find('/')
+        .map_or(base.len(), |i| authority_start + i);
+    let mut out = format!("{}/{database}", &base[..path_start]);
+    if let Some(query) = query {
+        out.push('?');
+        out.push_str(query);
+    }
+    out
+}
+
+impl Drop for ScratchDatabase {
+    fn drop(&mut self) {
+        let server_url = self.server_url.clone();
+        let drop_sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        // Drop runs inside (or outside) some runtime that must not be blocked on: a thread of
+        // its own with a runtime of its own does the work, and this waits for it.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let mut connection = PgConnection::connect(&server_url).await?;
+                connection.execute(AssertSqlSafe(drop_sql)).await?;
+                connection.close().await?;
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+            })?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+        })
+        .join();
+        if let Ok(Err(error)) = dropped {
+            eprintln!("could not drop scratch database {}: {error}", self.name);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn with_database_replaces_only_the_path() {
+        assert_eq!(
+            with_database("postgres://127.0.0.1:5432/test", "x"),
+            "postgres://127.0.0.1:5432/x"
+        );
+        assert_eq!(
+            with_database("postgres://u@h/test?sslmode=disable", "x"),
+            "postgres://u@h/x?sslmode=disable"
+        );
+        assert_eq!(with_database("postgres://h", "x"), "postgres://h/x");
+    }
+}
