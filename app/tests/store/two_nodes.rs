@@ -230,3 +230,72 @@ async fn concurrent_adds_on_two_nodes_never_overshoot_the_member_cap() {
         .collect();
     assert_eq!(members.len(), 5);
 }
+
+#[tokio::test]
+async fn read_pointers_marked_on_two_nodes_at_once_end_at_the_highest() {
+    let (a, b, _scratch) = two_nodes().await;
+    let ann = user(&a, "ann").await;
+    let bob = user(&a, "bob").await;
+    let channel = a
+        .create_group(ann.id, "deals", &[bob.id], 1, CAPS)
+        .await
+        .unwrap();
+    let batch: Vec<NewMessage> = (0..100)
+        .map(|n| new_message(channel, ann.id, format!("m{n}")))
+        .collect();
+    a.insert_messages(&batch).await.unwrap();
+    // Marks in a scrambled order from both nodes: whatever order they commit in, the pointer
+    // ends at the highest, and every answer is at least the seq asked for.
+    let tasks: Vec<_> = (1..=100_i64)
+        .map(|n| (n * 37) % 100 + 1)
+        .enumerate()
+        .map(|(k, seq)| {
+            let node = if k.is_multiple_of(2) {
+                a.clone()
+            } else {
+                b.clone()
+            };
+            tokio::spawn(async move { (seq, node.mark_read(channel, bob.id, seq).await) })
+        })
+        .collect();
+    for task in tasks {
+        let (asked, answer) = task.await.unwrap();
+        let (stored, _) = answer.expect("no error surfaces");
+        assert!(stored >= asked, "asked {asked}, stored {stored}");
+    }
+    let state = b.read_state(channel).await.unwrap();
+    let bob_pointer = state.pointers.iter().find(|p| p.user_id == bob.id).unwrap();
+    assert_eq!(bob_pointer.last_read_seq, 100);
+}
+
+#[tokio::test]
+async fn an_edit_racing_a_delete_on_another_node_never_brings_the_body_back() {
+    let (a, b, _scratch) = two_nodes().await;
+    let ann = user(&a, "ann").await;
+    let channel = a.create_group(ann.id, "deals", &[], 1, CAPS).await.unwrap();
+    for round in 0..20 {
+        let stored = a
+            .insert_messages(&[new_message(channel, ann.id, format!("r{round}"))])
+            .await
+            .unwrap()[0]
+            .expect("stored");
+        let (edited, deleted) = tokio::join!(
+            a.edit_message(stored.id, "changed my mind", 10),
+            b.delete_message(stored.id, 11),
+        );
+        edited.expect("no error surfaces");
+        let deleted = deleted
+            .expect("no error surfaces")
+            .expect("the message exists");
+        assert_eq!(deleted.body, None, "round {round}");
+        let now = a.message_by_id(stored.id).await.unwrap().unwrap();
+        assert_eq!(
+            (now.body, now.deleted_at),
+            (None, Some(11)),
+            "round {round}"
+        );
+        // Deleting again keeps the first deletion time.
+        let again = b.delete_message(stored.id, 12).await.unwrap().unwrap();
+        assert_eq!(again.deleted_at, Some(11));
+    }
+}
