@@ -11,6 +11,8 @@ use tokio::process::{Child, Command};
 pub struct Server {
     pub url: String,
     pub pid: u32,
+    /// Whether the bench started it on PostgreSQL (`--postgres`), which has targets of its own.
+    pub on_postgres: bool,
     child: Option<Child>,
     _data: Option<tempfile::TempDir>,
     /// Dropped after `child` (fields drop in order), so the server is gone first.
@@ -90,6 +92,7 @@ impl Server {
         let server = Self {
             url: format!("http://127.0.0.1:{}", launch.port),
             pid,
+            on_postgres: launch.postgres.is_some(),
             child: Some(child),
             _data: Some(data),
             _scratch: scratch,
@@ -105,6 +108,7 @@ impl Server {
         Self {
             url,
             pid,
+            on_postgres: false,
             child: None,
             _data: None,
             _scratch: None,

@@ -194,7 +194,18 @@ pub async fn run(server: &Server, args: IngestArgs) -> Result<Report, String> {
     let lost = acknowledged.load(Ordering::Relaxed) as f64 - stored as f64;
     metrics.insert(
         0,
-        Metric::at_least("best stored/s with p99 < 100 ms", best, "msgs/s", 20_000.0),
+        Metric::at_least(
+            "best stored/s with p99 < 100 ms",
+            best,
+            "msgs/s",
+            // PostgreSQL's default commits are durable (fsync); SQLite's WAL with
+            // synchronous=NORMAL syncs at checkpoints.
+            if server.on_postgres {
+                15_000.0
+            } else {
+                20_000.0
+            },
+        ),
     );
     metrics.push(Metric::at_most(
         "acknowledged but not stored",

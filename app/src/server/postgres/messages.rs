@@ -2,8 +2,9 @@
 //!
 //! A batch locks the rows of its channels (`FOR NO KEY UPDATE`, in id order, so two batches
 //! never wait on each other in a cycle), takes seqs from their `last_seq`, and stores everything
-//! with a fixed handful of statements whatever its size: each column travels as one array
-//! parameter and `UNNEST` turns them into rows, so no batch nears the 65,535-parameter limit.
+//! with two statements (inside `BEGIN` … `COMMIT`) whatever its size: each column travels as one
+//! array parameter and `UNNEST` turns them into rows, so no batch nears the 65,535-parameter
+//! limit.
 //! The lock is held until commit, so the next batch for a channel reads `last_seq` only after
 //! this one's seqs are visible: commit order is seq order, and a reader that sees seq N sees
 //! every lower one.
@@ -25,7 +26,9 @@ use crate::server::db::StoreResult;
 /// reads that key as used and stores nothing for it. The rolled-back attempt took no seqs.
 const ATTEMPTS: usize = 5;
 
-/// Stores the batch in the open transaction; the caller commits.
+/// Stores the batch in the open transaction with two statements; the caller commits. Each
+/// statement is a round trip to PostgreSQL, and round trips, not the work in them, were most
+/// of what a batch cost (docs/PERFORMANCE.md, "PostgreSQL").
 async fn insert_batch(
     tx: &mut Transaction<'static, Postgres>,
     batch: &[NewMessage],
@@ -33,50 +36,74 @@ async fn insert_batch(
     let mut channel_ids: Vec<i64> = batch.iter().map(|m| m.channel_id).collect();
     channel_ids.sort_unstable();
     channel_ids.dedup();
-    let last_seqs: HashMap<i64, i64> = sqlx::query_as(
-        "SELECT id, last_seq FROM channels WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
-    )
-    .bind(&channel_ids)
-    .fetch_all(&mut **tx)
-    .await?
-    .into_iter()
-    .collect();
-
     let (channels, senders): (Vec<i64>, Vec<i64>) =
         batch.iter().map(|m| (m.channel_id, m.sender_id)).unzip();
-    let members: HashSet<(i64, i64)> = sqlx::query_as(
-        "SELECT channel_id, user_id FROM channel_members
-         WHERE (channel_id, user_id) IN (SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[]))",
-    )
-    .bind(&channels)
-    .bind(&senders)
-    .fetch_all(&mut **tx)
-    .await?
-    .into_iter()
-    .collect();
-
     let client_ids: Vec<&str> = batch.iter().map(|m| m.client_id.as_str()).collect();
-    let used_keys: HashSet<(i64, String)> = sqlx::query_as(
-        "SELECT sender_id, client_id FROM messages
-         WHERE (sender_id, client_id) IN (SELECT * FROM UNNEST($1::BIGINT[], $2::TEXT[]))",
+    // One statement reads what the plan needs: the channels' `last_seq` under a row lock
+    // (the lock waits for a concurrent batch to commit, and then returns its `last_seq`), the
+    // senders' memberships, and which keys are used. The last two come from the statement's
+    // snapshot, which can predate a concurrent commit: a key stored that way meets the unique
+    // index on insert, and the retry reads it.
+    let rows: Vec<(i16, i64, i64, Option<String>)> = sqlx::query_as(
+        "WITH locked AS (
+             SELECT id, last_seq FROM channels WHERE id = ANY($1) ORDER BY id
+             FOR NO KEY UPDATE)
+         SELECT 0::SMALLINT, id, last_seq, NULL::TEXT FROM locked
+         UNION ALL
+         SELECT 1::SMALLINT, channel_id, user_id, NULL FROM channel_members
+          WHERE (channel_id, user_id) IN (SELECT * FROM UNNEST($2::BIGINT[], $3::BIGINT[]))
+         UNION ALL
+         SELECT 2::SMALLINT, m.sender_id, 0, m.client_id
+           FROM UNNEST($3::BIGINT[], $4::TEXT[]) AS k(sender_id, client_id)
+           JOIN messages m ON m.sender_id = k.sender_id AND m.client_id = k.client_id",
     )
+    .bind(&channel_ids)
+    .bind(&channels)
     .bind(&senders)
     .bind(&client_ids)
     .fetch_all(&mut **tx)
-    .await?
-    .into_iter()
-    .collect();
+    .await?;
+    let mut last_seqs: HashMap<i64, i64> = HashMap::new();
+    let mut members: HashSet<(i64, i64)> = HashSet::new();
+    let mut used_keys: HashSet<(i64, String)> = HashSet::new();
+    for (kind, a, b, client_id) in rows {
+        match (kind, client_id) {
+            (0, _) => {
+                last_seqs.insert(a, b);
+            }
+            (1, _) => {
+                members.insert((a, b));
+            }
+            (_, Some(client_id)) => {
+                used_keys.insert((a, client_id));
+            }
+            (_, None) => {}
+        }
+    }
 
     let plan = BatchPlan::new(batch, &members, last_seqs, used_keys);
     if plan.rows.is_empty() {
         return Ok(vec![None; batch.len()]);
     }
     let rows = &plan.rows;
+    // One statement writes: the messages, then from what was inserted each channel's new
+    // `last_seq` and each sender's read pointer (the newest seq they sent).
     let ids: HashMap<(i64, i64), i64> = sqlx::query_as::<_, (i64, i64, i64)>(
-        "INSERT INTO messages (channel_id, seq, sender_id, client_id, body, created_at)
-         SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::BIGINT[], $4::TEXT[], $5::TEXT[],
-                              $6::BIGINT[])
-         RETURNING id, channel_id, seq",
+        "WITH inserted AS (
+             INSERT INTO messages (channel_id, seq, sender_id, client_id, body, created_at)
+             SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::BIGINT[], $4::TEXT[],
+                                  $5::TEXT[], $6::BIGINT[])
+             RETURNING id, channel_id, seq, sender_id),
+         heads AS (
+             UPDATE channels c SET last_seq = h.last_seq
+               FROM (SELECT channel_id, MAX(seq) AS last_seq FROM inserted GROUP BY channel_id) h
+              WHERE c.id = h.channel_id),
+         pointers AS (
+             UPDATE channel_members m SET last_read_seq = GREATEST(m.last_read_seq, p.seq)
+               FROM (SELECT channel_id, sender_id, MAX(seq) AS seq FROM inserted
+                      GROUP BY channel_id, sender_id) p
+              WHERE m.channel_id = p.channel_id AND m.user_id = p.sender_id)
+         SELECT id, channel_id, seq FROM inserted",
     )
     .bind(rows.iter().map(|(m, _)| m.channel_id).collect::<Vec<_>>())
     .bind(rows.iter().map(|&(_, seq)| seq).collect::<Vec<_>>())
@@ -97,41 +124,6 @@ async fn insert_batch(
     .into_iter()
     .map(|(id, channel_id, seq)| ((channel_id, seq), id))
     .collect();
-
-    // Each channel's new last_seq, and each sender's read pointer: the newest seq they sent.
-    let mut newest: HashMap<i64, i64> = HashMap::new();
-    let mut read_to: HashMap<(i64, i64), i64> = HashMap::new();
-    for &(message, seq) in rows {
-        newest.insert(message.channel_id, seq);
-        read_to.insert((message.channel_id, message.sender_id), seq);
-    }
-    let (channels, last_seqs): (Vec<i64>, Vec<i64>) = newest.into_iter().unzip();
-    sqlx::query(
-        "UPDATE channels c SET last_seq = v.last_seq
-         FROM UNNEST($1::BIGINT[], $2::BIGINT[]) AS v(id, last_seq) WHERE c.id = v.id",
-    )
-    .bind(&channels)
-    .bind(&last_seqs)
-    .execute(&mut **tx)
-    .await?;
-    let mut pointer_channels = Vec::with_capacity(read_to.len());
-    let mut pointer_users = Vec::with_capacity(read_to.len());
-    let mut pointer_seqs = Vec::with_capacity(read_to.len());
-    for ((channel_id, user_id), seq) in read_to {
-        pointer_channels.push(channel_id);
-        pointer_users.push(user_id);
-        pointer_seqs.push(seq);
-    }
-    sqlx::query(
-        "UPDATE channel_members m SET last_read_seq = GREATEST(m.last_read_seq, v.seq)
-         FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::BIGINT[]) AS v(channel_id, user_id, seq)
-         WHERE m.channel_id = v.channel_id AND m.user_id = v.user_id",
-    )
-    .bind(&pointer_channels)
-    .bind(&pointer_users)
-    .bind(&pointer_seqs)
-    .execute(&mut **tx)
-    .await?;
     Ok(plan.results(&ids))
 }
 

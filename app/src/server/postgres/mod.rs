@@ -34,7 +34,11 @@ impl PgDb {
     /// Connects to the database at `url` (`postgres://…`) and applies migrations. Nodes
     /// starting together are safe: sqlx holds an advisory lock while it migrates.
     pub async fn connect(url: &str) -> StoreResult<Self> {
-        let options = PgConnectOptions::from_str(url)?;
+        // Custom plans for every execution: a generic plan made while a table was small (a new
+        // deployment, before autovacuum analyzes it) keeps seq-scanning it once it has grown,
+        // which made the used-keys check of every batch scan all messages.
+        let options =
+            PgConnectOptions::from_str(url)?.options([("plan_cache_mode", "force_custom_plan")]);
         let pool = PgPoolOptions::new()
             .max_connections(POOL_SIZE)
             .connect_with(options.clone())
