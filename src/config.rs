@@ -6,6 +6,7 @@ use std::time::Duration;
 use app::channels::store::MembershipCaps;
 use app::presence::service::PresenceConfig;
 use app::realtime::hub::HubConfig;
+use app::realtime::sequencer::HeadCheck;
 use app::server::AppConfig;
 use app::server::rate_limit::{RateLimit, UserRateLimits};
 use clap::Parser;
@@ -149,6 +150,12 @@ pub struct Config {
               .range(1..=i64::from(MembershipCaps::MAX_CHANNELS_PER_USER)))]
     pub max_channels_per_user: u32,
 
+    /// In a cluster (PostgreSQL and `REDIS_URL`), how often each channel's newest seq is
+    /// compared with the database, in milliseconds; four times as often while Redis is down. A
+    /// message the bus lost reaches clients within this interval.
+    #[arg(long, env = "HEAD_CHECK_MS", default_value_t = 2000)]
+    pub head_check_ms: u64,
+
     /// Seconds a stop (SIGTERM, Ctrl-C) spends draining: `/ready` answers 503, new WebSockets
     /// are refused and open ones are closed with 1012, each at a random moment in this window;
     /// then the listener closes, requests in flight finish and the process exits 0.
@@ -210,6 +217,11 @@ impl Config {
                 max_members: self.max_channel_members,
                 max_channels_per_user: self.max_channels_per_user,
             },
+            head_check: HeadCheck {
+                every: Duration::from_millis(self.head_check_ms.max(100)),
+                every_while_down: Duration::from_millis((self.head_check_ms / 4).max(100)),
+            },
+            ..defaults
         }
     }
 

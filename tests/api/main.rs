@@ -3,6 +3,7 @@
 mod access;
 mod auth;
 mod channels;
+mod cluster;
 mod crash;
 mod helpers;
 mod limits;

@@ -86,6 +86,8 @@ pub trait ChannelStore {
         now: i64,
         caps: MembershipCaps,
     ) -> StoreResult<(i64, bool)>;
+    /// `(id, last_seq)` of each existing channel among `channel_ids`.
+    async fn last_seqs(&self, channel_ids: &[i64]) -> StoreResult<Vec<(i64, i64)>>;
     /// Ids of the channels `user_id` is a member of.
     async fn channel_ids_for_user(&self, user_id: i64) -> StoreResult<Vec<i64>>;
     /// Users other than `user_id` who share at least one channel with them.

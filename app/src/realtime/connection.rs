@@ -622,6 +622,7 @@ impl Connection {
         self.next_generation += 1;
         let generation = self.next_generation;
         let db = self.state.db.clone();
+        let hub = self.state.hub.clone();
         let tx = match &self.replay_tx {
             Some(tx) => tx.clone(),
             None => {
@@ -635,6 +636,9 @@ impl Connection {
             after_seq,
         } = cursor;
         let task = tokio::spawn(async move {
+            // In a cluster, read only once the node's live stream of the channel knows where it
+            // starts: this read then reaches at least that far, and the stream does the rest.
+            hub.stream_ready(channel_id).await;
             let mut last_seq = after_seq;
             loop {
                 let page = match db

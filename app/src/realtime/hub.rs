@@ -13,7 +13,9 @@ use tokio::sync::{Notify, mpsc};
 
 use super::broker::{Broker, BusMessage, LocalBroker, Target};
 use super::protocol::{ServerEvent, close_code};
-use crate::server::metrics;
+use super::redis_bus::{BusConfig, RedisBroker};
+use super::sequencer::{ChannelChange, Sequencer};
+use crate::server::{Database, metrics};
 
 pub type ConnId = u64;
 
@@ -148,6 +150,8 @@ struct Registry {
     conns: HashMap<ConnId, Conn>,
     by_user: HashMap<i64, Vec<ConnId>>,
     by_channel: HashMap<i64, Vec<ConnId>>,
+    /// Told when a channel gains its first or loses its last local subscriber (in a cluster).
+    channel_watch: Option<Sequencer>,
 }
 
 impl Registry {
@@ -157,7 +161,13 @@ impl Registry {
         };
         if !conn.channels.contains(&channel_id) {
             conn.channels.push(channel_id);
-            self.by_channel.entry(channel_id).or_default().push(conn_id);
+            let subscribers = self.by_channel.entry(channel_id).or_default();
+            subscribers.push(conn_id);
+            if subscribers.len() == 1
+                && let Some(watch) = &self.channel_watch
+            {
+                watch.channel_changed(ChannelChange::Subscribed(channel_id));
+            }
         }
     }
 
@@ -165,17 +175,28 @@ impl Registry {
         if let Some(conn) = self.conns.get_mut(&conn_id) {
             conn.channels.retain(|c| *c != channel_id);
         }
-        remove_from(&mut self.by_channel, channel_id, conn_id);
+        self.remove_subscriber(channel_id, conn_id);
+    }
+
+    fn remove_subscriber(&mut self, channel_id: i64, conn_id: ConnId) {
+        if remove_from(&mut self.by_channel, channel_id, conn_id)
+            && let Some(watch) = &self.channel_watch
+        {
+            watch.channel_changed(ChannelChange::Unsubscribed(channel_id));
+        }
     }
 }
 
-fn remove_from(index: &mut HashMap<i64, Vec<ConnId>>, key: i64, conn_id: ConnId) {
+/// Removes `conn_id` from `index[key]`; whether that left `key` with nobody.
+fn remove_from(index: &mut HashMap<i64, Vec<ConnId>>, key: i64, conn_id: ConnId) -> bool {
     if let Some(ids) = index.get_mut(&key) {
         ids.retain(|id| *id != conn_id);
         if ids.is_empty() {
             index.remove(&key);
+            return true;
         }
     }
+    false
 }
 
 /// This process's connections and the delivery to them.
@@ -231,6 +252,38 @@ impl LocalFanout {
                 }
             }
         }
+    }
+
+    /// Tells `sequencer` whenever a channel gains its first or loses its last local subscriber,
+    /// starting with the channels subscribed now.
+    pub fn watch_channels(&self, sequencer: Sequencer) {
+        let mut registry = self.write();
+        for &channel_id in registry.by_channel.keys() {
+            sequencer.channel_changed(ChannelChange::Subscribed(channel_id));
+        }
+        registry.channel_watch = Some(sequencer);
+    }
+
+    /// Users with a connection on this node.
+    pub fn connected_users(&self) -> Vec<i64> {
+        self.read().by_user.keys().copied().collect()
+    }
+
+    /// Makes every local connection of `user_id` receive exactly `channels`.
+    pub fn set_channels_of(&self, user_id: i64, channels: &[i64]) {
+        self.each_connection_of(user_id, |registry, conn_id| {
+            let current = registry
+                .conns
+                .get(&conn_id)
+                .map(|conn| conn.channels.clone())
+                .unwrap_or_default();
+            for channel_id in current.iter().filter(|c| !channels.contains(c)) {
+                registry.unsubscribe(conn_id, *channel_id);
+            }
+            for channel_id in channels.iter().filter(|c| !current.contains(c)) {
+                registry.subscribe(conn_id, *channel_id);
+            }
+        });
     }
 
     /// Applies `change` to every local connection of `user_id`.
@@ -306,6 +359,8 @@ impl LocalFanout {
 pub struct Hub {
     local: Arc<LocalFanout>,
     broker: Arc<dyn Broker>,
+    /// Orders channel events on a node of a cluster (`None` on a single node).
+    sequencer: Option<Sequencer>,
 }
 
 impl Hub {
@@ -313,7 +368,33 @@ impl Hub {
     pub fn new(config: HubConfig) -> Self {
         let local = Arc::new(LocalFanout::new(config));
         let broker = Arc::new(LocalBroker::new(local.clone()));
-        Self { local, broker }
+        Self {
+            local,
+            broker,
+            sequencer: None,
+        }
+    }
+
+    /// A hub on a node of a cluster: events travel between nodes over the Redis bus, and
+    /// messages are ordered, and gaps repaired, from `db` (see `realtime/sequencer.rs`).
+    pub fn clustered(config: HubConfig, bus: BusConfig, db: Arc<dyn Database>) -> Self {
+        let local = Arc::new(LocalFanout::new(config));
+        let broker = RedisBroker::start(bus, local.clone(), db);
+        let sequencer = broker.sequencer();
+        Self {
+            local,
+            broker: Arc::new(broker),
+            sequencer: Some(sequencer),
+        }
+    }
+
+    /// Completes once live `message_created` events of `channel_id` are ordered from a known
+    /// seq, so a catch-up read made after it covers everything the live stream will not. At
+    /// once on a single node.
+    pub async fn stream_ready(&self, channel_id: i64) {
+        if let Some(sequencer) = &self.sequencer {
+            sequencer.ready(channel_id).await;
+        }
     }
 
     /// Sends `event` to `target` on every node.
@@ -389,7 +470,7 @@ impl Hub {
             return;
         };
         for channel_id in &conn.channels {
-            remove_from(&mut registry.by_channel, *channel_id, conn_id);
+            registry.remove_subscriber(*channel_id, conn_id);
         }
         remove_from(&mut registry.by_user, conn.user_id, conn_id);
     }

@@ -20,6 +20,8 @@ pub trait Readiness {
     /// is noticed even while pooled connections still hold it open) and counts the embedded
     /// migrations that are not applied.
     async fn pending_migrations(&self) -> StoreResult<usize>;
+    /// Which backend this is: only a PostgreSQL database can be shared by several nodes.
+    fn backend(&self) -> Backend;
 }
 
 /// Every store, behind one object-safe handle.

@@ -69,6 +69,12 @@ pub const REDIS_ERRORS: &str = "redis_errors_total";
 pub const REDIS_UP: &str = "redis_up";
 /// Log-in and sign-up attempts refused by a throttle, by which limit.
 pub const LOGIN_THROTTLED: &str = "login_throttled_total";
+/// 1 while this node is subscribed to the Redis bus (absent on a single node).
+pub const BUS_UP: &str = "bus_up";
+/// Bus messages this node could not publish (outbox full, or Redis refused them).
+pub const BUS_PUBLISH_DROPPED: &str = "bus_publish_dropped_total";
+/// Messages delivered from the database because the bus lost, or had not yet brought, them.
+pub const BUS_REPAIRED: &str = "bus_repaired_messages_total";
 
 /// The `endpoint` label of a request no route matched (static files, unknown pages): raw paths
 /// would let any client mint new series.
@@ -219,6 +225,20 @@ fn describe() {
         LOGIN_THROTTLED,
         Unit::Count,
         "Log-in and sign-up attempts refused by a throttle, by limit."
+    );
+    describe_gauge!(
+        BUS_UP,
+        "1 while this node is subscribed to the Redis bus, 0 while not; absent on a single node."
+    );
+    describe_counter!(
+        BUS_PUBLISH_DROPPED,
+        Unit::Count,
+        "Bus messages not published: the outbox was full or Redis refused them."
+    );
+    describe_counter!(
+        BUS_REPAIRED,
+        Unit::Count,
+        "Messages delivered from the database because the bus lost or delayed them."
     );
 }
 
@@ -554,6 +574,27 @@ fn database_errors(kind: &'static str, count: u64) {
 /// Counts a failed Redis operation or reconnection attempt.
 pub fn redis_error() {
     counter!(REDIS_ERRORS).increment(1);
+}
+
+/// Sets whether this node is subscribed to the Redis bus.
+pub fn bus_up(up: bool) {
+    gauge!(BUS_UP).set(if up { 1.0 } else { 0.0 });
+}
+
+/// Counts a bus message that was not published.
+pub fn bus_publish_dropped() {
+    bus_publish_dropped_many(1);
+}
+
+pub fn bus_publish_dropped_many(count: usize) {
+    counter!(BUS_PUBLISH_DROPPED).increment(count as u64);
+}
+
+/// Counts messages a gap repair or head check delivered.
+pub fn bus_repaired(count: i64) {
+    if count > 0 {
+        counter!(BUS_REPAIRED).increment(count.unsigned_abs());
+    }
 }
 
 /// Sets whether Redis is reachable.

@@ -9,6 +9,7 @@ use leptos::config::LeptosOptions;
 use tokio::sync::{Semaphore, watch};
 
 use super::Database;
+use super::db::Backend;
 use super::rate_limit::{UserLimits, UserRateLimits};
 use crate::auth::server::session_cache::SessionCache;
 use crate::auth::server::throttle::AuthThrottle;
@@ -16,6 +17,8 @@ use crate::channels::store::MembershipCaps;
 use crate::messages::writer::MessageWriter;
 use crate::presence::service::{PresenceConfig, PresenceService};
 use crate::realtime::hub::{Hub, HubConfig};
+use crate::realtime::redis_bus::BusConfig;
+use crate::realtime::sequencer::HeadCheck;
 use crate::realtime::typing::TypingTracker;
 
 /// Settings the services need (the server binary fills it from flags and environment).
@@ -51,6 +54,11 @@ pub struct AppConfig {
     pub rate_limits: UserRateLimits,
     /// Most members per channel and channels per user.
     pub caps: MembershipCaps,
+    /// In a cluster (PostgreSQL and Redis), how often each channel's head is checked against
+    /// the database.
+    pub head_check: HeadCheck,
+    /// Tests only: the share of bus messages a node receives to drop, duplicate or reorder.
+    pub bus_fault_rate: f64,
 }
 
 impl Default for AppConfig {
@@ -70,6 +78,8 @@ impl Default for AppConfig {
             drain: Duration::from_secs(10),
             rate_limits: UserRateLimits::default(),
             caps: MembershipCaps::default(),
+            head_check: HeadCheck::default(),
+            bus_fault_rate: 0.0,
         }
     }
 }
@@ -146,7 +156,21 @@ impl AppState {
         config: AppConfig,
         leptos_options: LeptosOptions,
     ) -> Self {
-        let hub = Hub::new(config.hub);
+        // Several nodes share only a PostgreSQL database; with Redis too, their hubs join one
+        // bus. SQLite with Redis is one node sharing presence through Redis, as before.
+        let hub = match (&config.presence.redis_url, db.backend()) {
+            (Some(redis_url), Backend::Postgres) => Hub::clustered(
+                config.hub,
+                BusConfig {
+                    redis_url: redis_url.clone(),
+                    prefix: config.presence.redis_prefix.clone(),
+                    head_check: config.head_check,
+                    fault_rate: config.bus_fault_rate,
+                },
+                db.clone(),
+            ),
+            _ => Hub::new(config.hub),
+        };
         let presence =
             PresenceService::start(config.presence.clone(), db.clone(), hub.clone()).await;
         let message_writer = MessageWriter::start(db.clone(), hub.clone());

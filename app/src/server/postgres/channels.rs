@@ -162,6 +162,15 @@ impl ChannelStore for PgDb {
         Ok((channel_id, true))
     }
 
+    async fn last_seqs(&self, channel_ids: &[i64]) -> StoreResult<Vec<(i64, i64)>> {
+        Ok(
+            sqlx::query_as("SELECT id, last_seq FROM channels WHERE id = ANY($1)")
+                .bind(channel_ids)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
     async fn channel_ids_for_user(&self, user_id: i64) -> StoreResult<Vec<i64>> {
         Ok(sqlx::query_scalar(
             "SELECT channel_id FROM channel_members WHERE user_id = $1 ORDER BY channel_id",

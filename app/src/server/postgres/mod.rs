@@ -15,7 +15,7 @@ use std::str::FromStr;
 use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 
-use super::db::{Readiness, StoreResult};
+use super::db::{Backend, Readiness, StoreResult};
 
 /// Connections per node. Each node of a cluster has its own pool, so PostgreSQL's
 /// `max_connections` (100 by default) must exceed nodes × this.
@@ -59,6 +59,10 @@ impl Readiness for PgDb {
         connection.close().await?;
         let applied = usize::try_from(applied).unwrap_or(0);
         Ok(MIGRATOR.migrations.len().saturating_sub(applied))
+    }
+
+    fn backend(&self) -> Backend {
+        Backend::Postgres
     }
 }
 

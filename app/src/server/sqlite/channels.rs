@@ -138,6 +138,15 @@ impl ChannelStore for SqliteDb {
         Ok((channel_id, true))
     }
 
+    async fn last_seqs(&self, channel_ids: &[i64]) -> StoreResult<Vec<(i64, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT id, last_seq FROM channels WHERE id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(json_ids(channel_ids))
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
     async fn channel_ids_for_user(&self, user_id: i64) -> StoreResult<Vec<i64>> {
         Ok(
             sqlx::query_scalar("SELECT channel_id FROM channel_members WHERE user_id = ?")

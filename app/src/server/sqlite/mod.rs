@@ -16,7 +16,7 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 
-use super::db::{Readiness, StoreError, StoreResult};
+use super::db::{Backend, Readiness, StoreError, StoreResult};
 
 /// How often the background checkpointer copies the WAL into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
@@ -113,6 +113,10 @@ impl Readiness for SqliteDb {
         connection.close().await?;
         let applied = usize::try_from(applied).unwrap_or(0);
         Ok(MIGRATOR.migrations.len().saturating_sub(applied))
+    }
+
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
     }
 }
 

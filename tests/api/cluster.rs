@@ -1,0 +1,181 @@
+//! Three nodes sharing one PostgreSQL database and one Redis: what a user on one node sees is
+//! what a user on a single node would, even when the bus loses, repeats and reorders messages.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::helpers::{TestApp, TestDatabase, TestUser, WsClient, WsFrame};
+use crate::process::all_messages;
+
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// Three in-process nodes on one fresh PostgreSQL database and one bus of their own on the
+/// machine's Redis; `fault_rate` of the bus messages each node receives are dropped, repeated
+/// or reordered.
+async fn three_nodes(fault_rate: f64) -> Vec<TestApp> {
+    let database = TestDatabase::postgres().await;
+    let prefix = format!("dealnest-test-{}", uuid::Uuid::new_v4());
+    let mut config = TestApp::test_config();
+    config.presence.redis_url = Some(redis_url());
+    config.presence.redis_prefix = prefix;
+    config.head_check.every = Duration::from_millis(500);
+    config.head_check.every_while_down = Duration::from_millis(200);
+    config.bus_fault_rate = fault_rate;
+    let shared = [database.share(), database.share()];
+    let mut nodes = vec![TestApp::spawn_on(database, config.clone()).await];
+    for database in shared {
+        nodes.push(TestApp::spawn_on(database, config.clone()).await);
+    }
+    for node in &nodes {
+        assert_eq!(node.health().await["broker"], "redis");
+    }
+    nodes
+}
+
+/// A client of `user` on `node`, caught up on `channels` from the start.
+async fn connect(node: &TestApp, user: &TestUser, channels: &[i64]) -> WsClient {
+    let mut client = node.ws_no_resume(user).await;
+    let cursors: Vec<_> = channels
+        .iter()
+        .map(|id| json!({"channel_id": id, "after_seq": 0}))
+        .collect();
+    client
+        .send(json!({"type": "resume", "channels": cursors}))
+        .await;
+    let mut caught_up = 0;
+    while caught_up < channels.len() {
+        let event = client.event().await;
+        if event["type"] == "caught_up" {
+            caught_up += 1;
+        }
+    }
+    client
+}
+
+/// Reads `client`'s events until it has `expected[channel]` messages of each channel (or 15 s
+/// pass): the seqs of each channel in the order they arrived.
+async fn receive_all(
+    client: &mut WsClient,
+    expected: &BTreeMap<i64, i64>,
+) -> BTreeMap<i64, Vec<i64>> {
+    let mut seen: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let complete = |seen: &BTreeMap<i64, Vec<i64>>| {
+        expected
+            .iter()
+            .all(|(channel, count)| seen.get(channel).map_or(0, Vec::len) as i64 >= *count)
+    };
+    while !complete(&seen) {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match client.next_frame(left).await {
+            Some(WsFrame::Event(event)) if event["type"] == "message_created" => {
+                let message = &event["message"];
+                seen.entry(message["channel_id"].as_i64().expect("channel"))
+                    .or_default()
+                    .push(message["seq"].as_i64().expect("seq"));
+            }
+            Some(WsFrame::Event(_)) => {}
+            other => panic!("stream ended before every message arrived: {other:?}; got {seen:?}"),
+        }
+    }
+    // Anything more (a duplicate) would arrive at once.
+    while let Some(WsFrame::Event(event)) = client.next_frame(Duration::from_millis(300)).await {
+        if event["type"] == "message_created" {
+            let message = &event["message"];
+            seen.entry(message["channel_id"].as_i64().expect("channel"))
+                .or_default()
+                .push(message["seq"].as_i64().expect("seq"));
+        }
+    }
+    seen
+}
+
+/// Senders on every node into one hot channel and two quieter ones; every client on every node
+/// receives seqs 1..N of each of its channels exactly once, in order, as stored.
+async fn everyone_receives_everything_in_order(fault_rate: f64) {
+    let nodes = three_nodes(fault_rate).await;
+    let mut users = Vec::new();
+    for n in 0..6_usize {
+        users.push(nodes[n % 3].signup(&format!("user{n}")).await);
+    }
+    let everyone: Vec<&TestUser> = users[1..].iter().collect();
+    let hot = nodes[0].group(&users[0], &everyone).await;
+    let evens = nodes[1].group(&users[0], &[&users[2], &users[4]]).await;
+    let odds = nodes[2].group(&users[1], &[&users[3], &users[5]]).await;
+    let channels_of = |n: usize| -> Vec<i64> {
+        if n.is_multiple_of(2) {
+            vec![hot, evens]
+        } else {
+            vec![hot, odds]
+        }
+    };
+
+    // Each user is connected to two nodes (a laptop and a phone).
+    let mut clients = Vec::new();
+    for (n, user) in users.iter().enumerate() {
+        for node in [n % 3, (n + 1) % 3] {
+            clients.push((n, connect(&nodes[node], user, &channels_of(n)).await));
+        }
+    }
+
+    let plan: Vec<(usize, i64)> = (0..240)
+        .map(|k| {
+            let sender = k % 6;
+            let channel = if k % 4 == 3 {
+                channels_of(sender)[1]
+            } else {
+                hot
+            };
+            (sender, channel)
+        })
+        .collect();
+    let sends = plan.iter().enumerate().map(|(k, &(sender, channel))| {
+        nodes[k % 3].call(
+            "messages/send",
+            Some(&users[sender].token),
+            json!({"channel_id": channel, "client_id": uuid::Uuid::new_v4().to_string(),
+                   "body": format!("message {k}")}),
+        )
+    });
+    for reply in futures_util::future::join_all(sends).await {
+        reply.ok();
+    }
+
+    let mut stored: BTreeMap<i64, i64> = BTreeMap::new();
+    for (channel, owner) in [(hot, &users[0]), (evens, &users[0]), (odds, &users[1])] {
+        let messages = all_messages(&nodes[2].http, &nodes[2].base, &owner.token, channel).await;
+        let seqs: Vec<i64> = messages.iter().map(|(_, seq)| *seq).collect();
+        assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>());
+        stored.insert(channel, seqs.len() as i64);
+    }
+    assert_eq!(stored.values().sum::<i64>(), 240);
+
+    for (n, client) in &mut clients {
+        let expected: BTreeMap<i64, i64> = channels_of(*n)
+            .into_iter()
+            .map(|channel| (channel, stored[&channel]))
+            .collect();
+        let seen = receive_all(client, &expected).await;
+        for (channel, count) in &expected {
+            assert_eq!(
+                seen.get(channel).cloned().unwrap_or_default(),
+                (1..=*count).collect::<Vec<_>>(),
+                "user {n}, channel {channel}: each seq once, in order"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn three_nodes_deliver_every_message_once_in_order() {
+    everyone_receives_everything_in_order(0.0).await;
+}
+
+#[tokio::test]
+async fn three_nodes_deliver_every_message_once_in_order_over_a_faulty_bus() {
+    everyone_receives_everything_in_order(0.1).await;
+}
