@@ -59,7 +59,8 @@ pub struct Config {
     pub session_ttl_hours: i64,
 
     /// Seconds a resolved session is served from memory before the database is asked again
-    /// (0: ask every time). Log-out takes effect at once on the node that handled it.
+    /// (0: ask every time). Log-out takes effect at once on the node that handled it, and on the
+    /// other nodes of a cluster as soon as the bus carries it.
     #[arg(long, env = "SESSION_CACHE_SECS", default_value_t = 30)]
     pub session_cache_secs: u64,
 

@@ -179,3 +179,146 @@ async fn three_nodes_deliver_every_message_once_in_order() {
 async fn three_nodes_deliver_every_message_once_in_order_over_a_faulty_bus() {
     everyone_receives_everything_in_order(0.1).await;
 }
+
+/// The next event of `kind` about `about`'s user id, skipping presence and other events.
+async fn next_of(client: &mut WsClient, kind: &str) -> serde_json::Value {
+    loop {
+        let event = client.event().await;
+        if event["type"] == kind {
+            return event;
+        }
+    }
+}
+
+#[tokio::test]
+async fn what_happens_on_one_node_reaches_clients_on_the_others() {
+    let nodes = three_nodes(0.0).await;
+    let ann = nodes[0].signup("ann").await;
+    let bob = nodes[1].signup("bob").await;
+    let cid = nodes[2].signup("cid").await;
+    let channel = nodes[0].group(&ann, &[&bob]).await;
+    let mut bob_ws = connect(&nodes[1], &bob, &[channel]).await;
+    let mut cid_ws = connect(&nodes[2], &cid, &[]).await;
+    let mut ann_ws = connect(&nodes[0], &ann, &[channel]).await;
+
+    // Presence: Bob, on node 1, sees Ann come online on node 0.
+    let online = next_of(&mut bob_ws, "presence").await;
+    assert_eq!(
+        (online["user_id"].as_i64(), &online["state"]),
+        (Some(ann.id), &json!("online"))
+    );
+
+    // Typing on node 0 reaches node 1.
+    ann_ws
+        .send(json!({"type": "typing", "channel_id": channel}))
+        .await;
+    assert_eq!(
+        next_of(&mut bob_ws, "typing").await["user_id"].as_i64(),
+        Some(ann.id)
+    );
+
+    // A message sent through node 2, edited through node 1 and deleted through node 0.
+    let sent = nodes[2].send(&ann, channel, "draft terms").await;
+    assert_eq!(
+        next_of(&mut bob_ws, "message_created").await["message"]["id"],
+        sent["id"]
+    );
+    nodes[1]
+        .call(
+            "messages/edit",
+            Some(&ann.token),
+            json!({"message_id": sent["id"], "body": "final terms"}),
+        )
+        .await
+        .ok();
+    let updated = next_of(&mut bob_ws, "message_updated").await;
+    assert_eq!(updated["message"]["body"], "final terms");
+    nodes[0]
+        .call(
+            "messages/delete",
+            Some(&ann.token),
+            json!({"message_id": sent["id"]}),
+        )
+        .await
+        .ok();
+    let deleted = next_of(&mut bob_ws, "message_deleted").await;
+    assert_eq!(deleted["message"]["body"], serde_json::Value::Null);
+
+    // Bob reads through node 2; Ann, on node 0, sees it.
+    nodes[2]
+        .call(
+            "read/mark",
+            Some(&bob.token),
+            json!({"channel_id": channel, "seq": 1}),
+        )
+        .await
+        .ok();
+    let read = next_of(&mut ann_ws, "read_updated").await;
+    assert_eq!(
+        (read["user_id"].as_i64(), read["last_read_seq"].as_i64()),
+        (Some(bob.id), Some(1))
+    );
+
+    // Cid is added through node 1 and, on node 2, receives the channel from then on.
+    nodes[1]
+        .call(
+            "channels/add_member",
+            Some(&ann.token),
+            json!({"channel_id": channel, "user_id": cid.id}),
+        )
+        .await
+        .ok();
+    assert_eq!(
+        next_of(&mut cid_ws, "member_added").await["user"]["id"].as_i64(),
+        Some(cid.id)
+    );
+    nodes[0].send(&ann, channel, "welcome cid").await;
+    assert_eq!(
+        next_of(&mut cid_ws, "message_created").await["message"]["body"],
+        "welcome cid"
+    );
+
+    // Bob is removed through node 2: on node 1 he stops receiving at once.
+    nodes[2]
+        .call(
+            "channels/remove_member",
+            Some(&ann.token),
+            json!({"channel_id": channel, "user_id": bob.id}),
+        )
+        .await
+        .ok();
+    assert_eq!(
+        next_of(&mut bob_ws, "member_removed").await["user_id"].as_i64(),
+        Some(bob.id)
+    );
+    nodes[0].send(&ann, channel, "bob is gone").await;
+    assert_eq!(
+        next_of(&mut cid_ws, "message_created").await["message"]["body"],
+        "bob is gone"
+    );
+    while let Some(WsFrame::Event(event)) = bob_ws.next_frame(Duration::from_millis(400)).await {
+        assert_ne!(
+            event["type"], "message_created",
+            "removed, yet received {event}"
+        );
+    }
+
+    // Ann signs out through node 1: her sockets on nodes 0 and 2 close with 4001, and once
+    // they have, her token is refused there too (node 2 had it cached).
+    let mut ann_on_two = connect(&nodes[2], &ann, &[channel]).await;
+    nodes[2]
+        .call("auth/me", Some(&ann.token), json!({}))
+        .await
+        .ok();
+    nodes[1]
+        .call("auth/logout", Some(&ann.token), json!({}))
+        .await
+        .ok();
+    assert_eq!(ann_ws.close_code().await, Some(4001));
+    assert_eq!(ann_on_two.close_code().await, Some(4001));
+    for node in &nodes {
+        node.call("auth/me", Some(&ann.token), json!({}))
+            .await
+            .err(401);
+    }
+}

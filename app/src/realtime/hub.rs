@@ -199,11 +199,16 @@ fn remove_from(index: &mut HashMap<i64, Vec<ConnId>>, key: i64, conn_id: ConnId)
     false
 }
 
+/// Called with the tag of each session that ends (on any node).
+pub type SessionEnded = Box<dyn Fn(&SessionTag) + Send + Sync>;
+
 /// This process's connections and the delivery to them.
 pub struct LocalFanout {
     registry: RwLock<Registry>,
     next_id: AtomicU64,
     config: HubConfig,
+    /// Forgets ended sessions elsewhere in the node (its session cache).
+    session_ended: std::sync::OnceLock<SessionEnded>,
 }
 
 impl LocalFanout {
@@ -212,6 +217,7 @@ impl LocalFanout {
             registry: RwLock::new(Registry::default()),
             next_id: AtomicU64::new(1),
             config,
+            session_ended: std::sync::OnceLock::new(),
         }
     }
 
@@ -244,6 +250,9 @@ impl LocalFanout {
                 registry.unsubscribe(conn_id, channel_id);
             }),
             BusMessage::EndSession { session } => {
+                if let Some(forget) = self.session_ended.get() {
+                    forget(&session);
+                }
                 // Rare (a log-out), so a scan rather than another index to keep per connection.
                 for conn in self.read().conns.values() {
                     if conn.session == session {
@@ -416,6 +425,12 @@ impl Hub {
             user_id,
             channel_id,
         });
+    }
+
+    /// Calls `forget` with every session that ends, on this node or another (once; later calls
+    /// are ignored).
+    pub fn on_session_ended(&self, forget: SessionEnded) {
+        let _ = self.local.session_ended.set(forget);
     }
 
     /// Every connection opened with `session` closes (code 4001), on every node: its user

@@ -56,7 +56,6 @@ struct Envelope {
 
 pub struct RedisBroker {
     node: u64,
-    local: Arc<LocalFanout>,
     sequencer: Sequencer,
     outbox: mpsc::Sender<(u64, String)>,
 }
@@ -83,7 +82,6 @@ impl RedisBroker {
         tracing::info!(node = format!("{node:016x}"), "joined the Redis bus");
         Self {
             node,
-            local,
             sequencer,
             outbox,
         }
@@ -123,15 +121,11 @@ fn shard_channel(prefix: &str, shard: u64) -> String {
     format!("{prefix}:bus:{shard}")
 }
 
-/// Applies a bus message to this node's connections: channel events through the sequencer.
-fn apply_locally(local: &LocalFanout, sequencer: &Sequencer, message: BusMessage) {
-    match message {
-        BusMessage::Deliver {
-            target: target @ (Target::Channel(_) | Target::ChannelExcept { .. }),
-            event,
-        } => sequencer.deliver(target, event),
-        other => local.apply(other),
-    }
+/// Applies a bus message to this node's connections. Everything goes through the sequencer,
+/// in the order published: a `Leave` must not overtake the `member_removed` published before
+/// it, which the removed user still has to receive.
+fn apply_locally(sequencer: &Sequencer, message: BusMessage) {
+    sequencer.apply(message);
 }
 
 impl Broker for RedisBroker {
@@ -150,7 +144,7 @@ impl Broker for RedisBroker {
             }
             Err(error) => tracing::error!(%error, "bus message not serializable"),
         }
-        apply_locally(&self.local, &self.sequencer, envelope.message);
+        apply_locally(&self.sequencer, envelope.message);
     }
 
     fn name(&self) -> &'static str {
@@ -252,9 +246,9 @@ async fn subscribe(
                     joined_before = true;
                     let mut messages = pubsub.on_message();
                     while let Some(message) = messages.next().await {
-                        let Some(local) = local.upgrade() else {
+                        if local.strong_count() == 0 {
                             return;
-                        };
+                        }
                         let Ok(payload) = message.get_payload::<String>() else {
                             continue;
                         };
@@ -262,7 +256,7 @@ async fn subscribe(
                             Ok(envelope) if envelope.node == node => {}
                             Ok(envelope) => {
                                 for message in faults.pass(envelope.message) {
-                                    apply_locally(&local, &sequencer, message);
+                                    apply_locally(&sequencer, message);
                                 }
                             }
                             Err(error) => tracing::warn!(%error, "unreadable bus message"),

@@ -57,11 +57,8 @@ pub enum ChannelChange {
 }
 
 enum Command {
-    /// A channel-targeted event, from this node or another.
-    Deliver {
-        target: Target,
-        event: ServerEvent,
-    },
+    /// A bus message, from this node or another.
+    Apply(BusMessage),
     Change(ChannelChange),
     WhenReady(i64, oneshot::Sender<()>),
     Started {
@@ -104,9 +101,10 @@ impl Sequencer {
         sequencer
     }
 
-    /// Delivers a channel-targeted event to this node's subscribers, in seq order.
-    pub fn deliver(&self, target: Target, event: ServerEvent) {
-        let _ = self.commands.send(Command::Deliver { target, event });
+    /// Applies a bus message to this node's connections, in the order given; messages of a
+    /// channel in seq order.
+    pub fn apply(&self, message: BusMessage) {
+        let _ = self.commands.send(Command::Apply(message));
     }
 
     pub fn channel_changed(&self, change: ChannelChange) {
@@ -215,7 +213,8 @@ impl Task {
 
     fn handle(&mut self, command: Command) {
         match command {
-            Command::Deliver { target, event } => self.deliver(target, event),
+            Command::Apply(BusMessage::Deliver { target, event }) => self.deliver(target, event),
+            Command::Apply(other) => apply(&self.local, other),
             Command::Change(ChannelChange::Subscribed(channel_id)) => self.start(channel_id),
             Command::Change(ChannelChange::Unsubscribed(channel_id)) => {
                 // Its waiters are dropped, which releases them: nobody here needs the stream.

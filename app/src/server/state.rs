@@ -171,11 +171,19 @@ impl AppState {
             ),
             _ => Hub::new(config.hub),
         };
+        let sessions = Arc::new(SessionCache::new(config.session_cache));
+        // A log-out on another node must not leave its session cached here.
+        let cache = Arc::downgrade(&sessions);
+        hub.on_session_ended(Box::new(move |tag| {
+            if let Some(cache) = cache.upgrade() {
+                cache.remove_tagged(tag);
+            }
+        }));
         let presence =
             PresenceService::start(config.presence.clone(), db.clone(), hub.clone()).await;
         let message_writer = MessageWriter::start(db.clone(), hub.clone());
         Self {
-            sessions: Arc::new(SessionCache::new(config.session_cache)),
+            sessions,
             auth_throttle: AuthThrottle::new(&config),
             user_limits: UserLimits::new(&config.rate_limits),
             ws_slots: Arc::new(Semaphore::new(config.max_connections)),

@@ -95,6 +95,17 @@ impl SessionCache {
         );
     }
 
+    /// Removes every session whose hash starts with `tag` (a log-out on another node names its
+    /// session by such a prefix). A scan: log-outs are rare.
+    pub fn remove_tagged(&self, tag: &[u8]) {
+        let mut entries = self
+            .entries
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.removals.fetch_add(1, Ordering::SeqCst);
+        entries.retain(|hash, _| !hash.starts_with(tag));
+    }
+
     pub fn remove(&self, token_hash: &[u8]) {
         let mut entries = self
             .entries
@@ -126,6 +137,17 @@ mod tests {
         assert_eq!(cache.get(b"other", 999), None);
         cache.remove(b"h");
         assert_eq!(cache.get(b"h", 999), None, "removed");
+    }
+
+    #[test]
+    fn a_log_out_elsewhere_removes_the_session_by_its_tag() {
+        let cache = SessionCache::new(Duration::from_secs(60));
+        let (signed_out, other) = ([7u8; 32], [8u8; 32]);
+        cache.insert(signed_out.to_vec(), ann(), i64::MAX, cache.epoch());
+        cache.insert(other.to_vec(), ann(), i64::MAX, cache.epoch());
+        cache.remove_tagged(&signed_out[..16]);
+        assert_eq!(cache.get(&signed_out, 0), None);
+        assert_eq!(cache.get(&other, 0), Some(ann()));
     }
 
     #[test]
