@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::helpers::{TestApp, TestDatabase, TestUser, WsClient, WsFrame};
-use crate::process::all_messages;
+use crate::process::{all_messages, free_port};
 
 fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
@@ -17,10 +17,14 @@ fn redis_url() -> String {
 /// machine's Redis; `fault_rate` of the bus messages each node receives are dropped, repeated
 /// or reordered.
 async fn three_nodes(fault_rate: f64) -> Vec<TestApp> {
+    three_nodes_on(&redis_url(), fault_rate).await
+}
+
+async fn three_nodes_on(redis_url: &str, fault_rate: f64) -> Vec<TestApp> {
     let database = TestDatabase::postgres().await;
     let prefix = format!("dealnest-test-{}", uuid::Uuid::new_v4());
     let mut config = TestApp::test_config();
-    config.presence.redis_url = Some(redis_url());
+    config.presence.redis_url = Some(redis_url.to_owned());
     config.presence.redis_prefix = prefix;
     config.head_check.every = Duration::from_millis(500);
     config.head_check.every_while_down = Duration::from_millis(200);
@@ -320,5 +324,126 @@ async fn what_happens_on_one_node_reaches_clients_on_the_others() {
         node.call("auth/me", Some(&ann.token), json!({}))
             .await
             .err(401);
+    }
+}
+
+/// A `redis-server` of the test's own, so the test can kill it.
+struct OwnRedis {
+    port: u16,
+    child: Option<tokio::process::Child>,
+}
+
+impl OwnRedis {
+    async fn start() -> Self {
+        let mut redis = Self {
+            port: free_port(),
+            child: None,
+        };
+        redis.restart().await;
+        redis
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    async fn restart(&mut self) {
+        let child = tokio::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start redis-server");
+        self.child = Some(child);
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("redis-server did not come up on port {}", self.port);
+    }
+
+    async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.start_kill().expect("kill redis-server");
+            child.wait().await.expect("redis-server gone");
+        }
+    }
+}
+
+/// Waits until `node`'s `/health` says Redis is `state`.
+async fn redis_becomes(node: &TestApp, state: &str) {
+    for _ in 0..100 {
+        if node.health().await["redis"] == state {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("/health never said redis {state}: {}", node.health().await);
+}
+
+#[tokio::test]
+async fn messages_keep_flowing_between_nodes_while_redis_is_down_and_after_it_returns() {
+    let mut redis = OwnRedis::start().await;
+    let nodes = three_nodes_on(&redis.url(), 0.0).await;
+    let mut users = Vec::new();
+    for n in 0..3 {
+        users.push(nodes[n].signup(&format!("user{n}")).await);
+    }
+    let channel = nodes[0].group(&users[0], &[&users[1], &users[2]]).await;
+    let mut clients = Vec::new();
+    for (n, user) in users.iter().enumerate() {
+        clients.push(connect(&nodes[n], user, &[channel]).await);
+    }
+    let send = |k: usize| {
+        nodes[k % 3].call(
+            "messages/send",
+            Some(&users[k % 3].token),
+            json!({"channel_id": channel, "client_id": uuid::Uuid::new_v4().to_string(),
+                   "body": format!("message {k}")}),
+        )
+    };
+
+    for k in 0..30 {
+        send(k).await.ok();
+    }
+    redis.kill().await;
+    for node in &nodes {
+        redis_becomes(node, "unreachable").await;
+    }
+    // Sends keep succeeding, and reach every node's clients through the head checks.
+    for k in 30..60 {
+        send(k).await.ok();
+    }
+    let expected = BTreeMap::from([(channel, 60)]);
+    for client in &mut clients {
+        let seen = receive_all(client, &expected).await;
+        assert_eq!(
+            seen[&channel],
+            (1..=60).collect::<Vec<_>>(),
+            "while Redis is down"
+        );
+    }
+
+    redis.restart().await;
+    for node in &nodes {
+        redis_becomes(node, "reachable").await;
+    }
+    for k in 60..90 {
+        send(k).await.ok();
+    }
+    let expected = BTreeMap::from([(channel, 30)]);
+    for client in &mut clients {
+        let seen = receive_all(client, &expected).await;
+        assert_eq!(
+            seen[&channel],
+            (61..=90).collect::<Vec<_>>(),
+            "after Redis is back"
+        );
     }
 }
