@@ -6,10 +6,13 @@ export { expect };
 
 const root = path.resolve(__dirname, '../..');
 
-/** Server logs scanned for panics: the config's webServer and restart.spec's own server. */
+/** Server logs scanned for panics: the config's webServer, and the servers restart.spec and
+ * cluster.spec start themselves. */
 const serverLogs = [
   path.join(root, 'target/e2e-data/server.log'),
   path.join(root, 'target/e2e-restart-data/server.log'),
+  path.join(root, 'target/e2e-cluster-data/node-3160.log'),
+  path.join(root, 'target/e2e-cluster-data/node-3161.log'),
 ];
 
 type BrowserError = { kind: 'console.error' | 'pageerror'; text: string; url: string };
