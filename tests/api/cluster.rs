@@ -6,8 +6,11 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::helpers::{TestApp, TestDatabase, TestUser, WsClient, WsFrame};
-use crate::process::{all_messages, free_port};
+use crate::helpers::{TestApp, TestDatabase, TestUser, WsClient, WsFrame, ws_connect};
+use crate::process::{
+    Senders, all_messages, assert_acknowledged_are_stored, create_channel, free_port, post, signup,
+    start_with,
+};
 
 fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
@@ -446,4 +449,128 @@ async fn messages_keep_flowing_between_nodes_while_redis_is_down_and_after_it_re
             "after Redis is back"
         );
     }
+}
+
+/// Opens `/ws` on the node at `base` as `token`'s user and resumes `channel` after `after_seq`.
+async fn resume_on(base: &str, token: &str, channel: i64, after_seq: i64) -> WsClient {
+    let addr = base
+        .trim_start_matches("http://")
+        .parse()
+        .expect("node address");
+    let mut client = ws_connect(addr, &[("authorization", format!("Bearer {token}"))])
+        .await
+        .expect("websocket upgrade");
+    assert_eq!(client.event().await["type"], "hello");
+    client
+        .send(json!({"type": "resume", "channels": [{"channel_id": channel, "after_seq": after_seq}]}))
+        .await;
+    client
+}
+
+/// The seqs of `message_created` events `client` receives until its stream ends, or until it
+/// has seen `through` (then it waits a moment for anything doubled).
+async fn seqs_until(client: &mut WsClient, through: Option<i64>) -> Vec<i64> {
+    let mut seqs = Vec::new();
+    loop {
+        let wait = if through.is_some_and(|last| seqs.last() >= Some(&last)) {
+            Duration::from_millis(300)
+        } else {
+            Duration::from_secs(15)
+        };
+        match client.next_frame(wait).await {
+            Some(WsFrame::Event(event)) if event["type"] == "message_created" => {
+                seqs.push(event["message"]["seq"].as_i64().expect("seq"));
+            }
+            Some(WsFrame::Event(_)) => {}
+            None if through.is_some_and(|last| seqs.last() >= Some(&last)) => return seqs,
+            None => panic!("stopped hearing before seq {through:?}; got {seqs:?}"),
+            Some(_) => return seqs,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_node_killed_mid_run_loses_nothing_and_its_clients_resume_on_another() {
+    let database = TestDatabase::postgres().await;
+    let prefix = format!("dealnest-test-{}", uuid::Uuid::new_v4());
+    let redis = redis_url();
+    let env = [
+        ("REDIS_URL", redis.as_str()),
+        ("REDIS_PREFIX", prefix.as_str()),
+        ("HEAD_CHECK_MS", "500"),
+    ];
+    let mut victim = start_with(database.url(), free_port(), &env, false).await;
+    let survivor = start_with(database.url(), free_port(), &env, false).await;
+    let http = reqwest::Client::new();
+    let (_, ann) = signup(&http, &victim.base, "ann").await;
+    let (bob_id, bob) = signup(&http, &survivor.base, "bob").await;
+    let channel = create_channel(&http, &victim.base, &ann, "busy").await;
+    let (status, _) = post(
+        &http,
+        &survivor.base,
+        "channels/add_member",
+        Some(&ann),
+        json!({"channel_id": channel, "user_id": bob_id}),
+    )
+    .await
+    .expect("add bob");
+    assert_eq!(status, 200);
+
+    // Bob reads on the node that will die; senders write through it.
+    let mut bob_ws = resume_on(&victim.base, &bob, channel, 0).await;
+    let senders = Senders::start(4, &http, &victim.base, &ann, channel);
+    senders.until_acknowledged(150).await;
+    // A send in flight when the node dies: nobody knows whether it was stored.
+    let retried_id = uuid::Uuid::new_v4().to_string();
+    let in_flight = {
+        let (http, base, ann) = (http.clone(), victim.base.clone(), ann.clone());
+        let body = json!({"channel_id": channel, "client_id": retried_id, "body": "in flight"});
+        tokio::spawn(async move { post(&http, &base, "messages/send", Some(&ann), body).await })
+    };
+    victim.child.start_kill().expect("SIGKILL");
+    victim.child.wait().await.expect("killed");
+    let _ = in_flight.await.expect("sender task");
+    let acknowledged = senders.finish().await;
+    let before = seqs_until(&mut bob_ws, None).await;
+
+    // The retry goes to the survivor, with the same client_id: one message, whatever happened.
+    let (status, retried) = post(
+        &http,
+        &survivor.base,
+        "messages/send",
+        Some(&ann),
+        json!({"channel_id": channel, "client_id": retried_id, "body": "in flight"}),
+    )
+    .await
+    .expect("retry");
+    assert_eq!(status, 200, "{retried}");
+
+    // Bob reconnects to the survivor and resumes after the last seq he saw.
+    let last_seen = before.last().copied().unwrap_or(0);
+    let mut bob_ws = resume_on(&survivor.base, &bob, channel, last_seen).await;
+    for n in 0..20 {
+        let (status, _) = post(
+            &http,
+            &survivor.base,
+            "messages/send",
+            Some(&ann),
+            json!({"channel_id": channel, "client_id": uuid::Uuid::new_v4().to_string(),
+                   "body": format!("after {n}")}),
+        )
+        .await
+        .expect("send to the survivor");
+        assert_eq!(status, 200);
+    }
+    let stored = all_messages(&http, &survivor.base, &bob, channel).await;
+    let last = stored.last().expect("messages").1;
+    let after = seqs_until(&mut bob_ws, Some(last)).await;
+    let received: Vec<i64> = before.into_iter().chain(after).collect();
+    assert_eq!(
+        received,
+        (1..=last).collect::<Vec<_>>(),
+        "every seq once, in order"
+    );
+    assert_acknowledged_are_stored(&http, &survivor.base, &bob, channel, &acknowledged).await;
+    let copies = stored.iter().filter(|(id, _)| *id == retried_id).count();
+    assert_eq!(copies, 1, "the retried send is stored once");
 }
