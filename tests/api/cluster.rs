@@ -395,8 +395,8 @@ async fn messages_keep_flowing_between_nodes_while_redis_is_down_and_after_it_re
     let mut redis = OwnRedis::start().await;
     let nodes = three_nodes_on(&redis.url(), 0.0).await;
     let mut users = Vec::new();
-    for n in 0..3 {
-        users.push(nodes[n].signup(&format!("user{n}")).await);
+    for (n, node) in nodes.iter().enumerate() {
+        users.push(node.signup(&format!("user{n}")).await);
     }
     let channel = nodes[0].group(&users[0], &[&users[1], &users[2]]).await;
     let mut clients = Vec::new();
