@@ -498,6 +498,7 @@ async fn a_node_killed_mid_run_loses_nothing_and_its_clients_resume_on_another()
         ("REDIS_URL", redis.as_str()),
         ("REDIS_PREFIX", prefix.as_str()),
         ("HEAD_CHECK_MS", "500"),
+        ("PRESENCE_GRACE_SECS", "0"),
     ];
     let mut victim = start_with(database.url(), free_port(), &env, false).await;
     let survivor = start_with(database.url(), free_port(), &env, false).await;
@@ -505,19 +506,34 @@ async fn a_node_killed_mid_run_loses_nothing_and_its_clients_resume_on_another()
     let (_, ann) = signup(&http, &victim.base, "ann").await;
     let (bob_id, bob) = signup(&http, &survivor.base, "bob").await;
     let channel = create_channel(&http, &victim.base, &ann, "busy").await;
-    let (status, _) = post(
-        &http,
-        &survivor.base,
-        "channels/add_member",
-        Some(&ann),
-        json!({"channel_id": channel, "user_id": bob_id}),
-    )
-    .await
-    .expect("add bob");
-    assert_eq!(status, 200);
+    let (cid_id, cid) = signup(&http, &survivor.base, "cid").await;
+    for user_id in [bob_id, cid_id] {
+        let (status, _) = post(
+            &http,
+            &survivor.base,
+            "channels/add_member",
+            Some(&ann),
+            json!({"channel_id": channel, "user_id": user_id}),
+        )
+        .await
+        .expect("add a member");
+        assert_eq!(status, 200);
+    }
 
-    // Bob reads on the node that will die; senders write through it.
+    // Cid watches from the survivor; Bob reads on the node that will die; senders write
+    // through it.
+    let mut cid_ws = resume_on(&survivor.base, &cid, channel, 0).await;
     let mut bob_ws = resume_on(&victim.base, &bob, channel, 0).await;
+    let bob_presence = |event: &serde_json::Value| {
+        event["type"] == "presence" && event["user_id"].as_i64() == Some(bob_id)
+    };
+    loop {
+        let event = cid_ws.event().await;
+        if bob_presence(&event) {
+            assert_eq!(event["state"], "online");
+            break;
+        }
+    }
     let senders = Senders::start(4, &http, &victim.base, &ann, channel);
     senders.until_acknowledged(150).await;
     // A send in flight when the node dies: nobody knows whether it was stored.
@@ -530,8 +546,30 @@ async fn a_node_killed_mid_run_loses_nothing_and_its_clients_resume_on_another()
     victim.child.start_kill().expect("SIGKILL");
     victim.child.wait().await.expect("killed");
     let _ = in_flight.await.expect("sender task");
+    let killed_at = std::time::Instant::now();
     let acknowledged = senders.finish().await;
     let before = seqs_until(&mut bob_ws, None).await;
+
+    // Bob's only connection died with its node: the survivor announces him offline, once,
+    // within three sweeps (the dead node's liveness key lapsing) and one more.
+    loop {
+        match cid_ws.next_frame(Duration::from_secs(15)).await {
+            Some(WsFrame::Event(event)) if bob_presence(&event) => {
+                assert_eq!(event["state"], "offline", "{event}");
+                break;
+            }
+            Some(WsFrame::Event(_)) => {}
+            other => panic!("Bob was never announced offline: {other:?}"),
+        }
+    }
+    assert!(
+        killed_at.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        killed_at.elapsed()
+    );
+    while let Some(WsFrame::Event(event)) = cid_ws.next_frame(Duration::from_secs(3)).await {
+        assert!(!bob_presence(&event), "announced twice: {event}");
+    }
 
     // The retry goes to the survivor, with the same client_id: one message, whatever happened.
     let (status, retried) = post(

@@ -1,12 +1,18 @@
 //! Presence leases in Redis, shared by every node: per user a sorted set of connection leases
 //! scored by expiry, a set of the leases that are away, and the last announced state. One Lua
 //! script applies a change and reports a user-level transition atomically, so exactly one node
-//! announces each transition. A crashed node's leases simply expire and are swept.
+//! announces each transition. Expiries come from Redis's own clock (`TIME` inside the script),
+//! never from a node's, so nodes whose clocks disagree still agree on which lease expired.
+//!
+//! Each node also keeps a liveness key with a short TTL, refreshed by every change and every
+//! sweep, and records which users hold a lease of its. When a node dies (SIGKILL), its liveness
+//! key expires within seconds and the next sweep on any surviving node removes the dead node's
+//! leases ([`RedisLeases::reap_dead_nodes`]), without waiting for the leases' own expiry.
 
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
-use redis::{AsyncCommands, Client, RedisResult, Script};
+use redis::{Client, RedisResult, Script};
 
 use super::PresenceState;
 
@@ -33,10 +39,15 @@ pub enum LeaseOp {
 }
 
 const APPLY: &str = r#"
-local leases, away, states, expiring = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local user, now, op, conn, expiry, is_away = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[6]
+local leases, away, states, expiring, nodes, node_users, alive = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local user, op, conn, ttl, is_away, node, alive_ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6], tonumber(ARGV[7])
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+redis.call('SET', alive, '1', 'PX', alive_ttl)
 if op == 'upsert' then
-  redis.call('ZADD', leases, expiry, conn)
+  redis.call('SADD', nodes, node)
+  redis.call('SADD', node_users, user)
+  redis.call('ZADD', leases, now + ttl, conn)
   if is_away == '1' then redis.call('SADD', away, conn) else redis.call('SREM', away, conn) end
 elseif op == 'remove' then
   redis.call('ZREM', leases, conn)
@@ -68,20 +79,99 @@ end
 return 'unchanged'
 "#;
 
+/// Removes the leases of every node whose liveness key is gone; the users who held one.
+const REAP: &str = r#"
+local nodes, prefix = KEYS[1], ARGV[1]
+local reaped = {}
+for _, node in ipairs(redis.call('SMEMBERS', nodes)) do
+  if redis.call('EXISTS', prefix .. ':alive:' .. node) == 0 then
+    local users = prefix .. ':node-users:' .. node
+    for _, user in ipairs(redis.call('SMEMBERS', users)) do
+      local leases = prefix .. ':leases:' .. user
+      for _, conn in ipairs(redis.call('ZRANGE', leases, 0, -1)) do
+        if string.sub(conn, 1, #node + 1) == node .. ':' then
+          redis.call('ZREM', leases, conn)
+          redis.call('SREM', prefix .. ':away:' .. user, conn)
+        end
+      end
+      table.insert(reaped, user)
+    end
+    redis.call('DEL', users)
+    redis.call('SREM', nodes, node)
+  end
+end
+return reaped
+"#;
+
+/// Users whose earliest lease expired by Redis's clock (at most `ARGV[1]`).
+const EXPIRED: &str = r#"
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
+"#;
+
 pub struct RedisLeases {
     client: Client,
     script: Script,
+    reap: Script,
+    expired: Script,
     /// `{prefix}:presence`, the start of every key.
     keys: String,
+    /// This node's id: the start of its lease names.
+    node: String,
+    /// How long the node's liveness key lasts without a refresh.
+    alive_ttl: Duration,
 }
 
 impl RedisLeases {
-    pub fn new(url: &str, prefix: &str) -> RedisResult<Self> {
+    /// Leases of node `node` in the Redis at `url`; its liveness key lasts `alive_ttl`.
+    pub fn new(url: &str, prefix: &str, node: &str, alive_ttl: Duration) -> RedisResult<Self> {
         Ok(Self {
             client: Client::open(url)?,
             script: Script::new(APPLY),
+            reap: Script::new(REAP),
+            expired: Script::new(EXPIRED),
             keys: format!("{prefix}:presence"),
+            node: node.to_owned(),
+            alive_ttl,
         })
+    }
+
+    fn nodes_key(&self) -> String {
+        format!("{}:nodes", self.keys)
+    }
+
+    fn node_users_key(&self) -> String {
+        format!("{}:node-users:{}", self.keys, self.node)
+    }
+
+    fn alive_key(&self) -> String {
+        format!("{}:alive:{}", self.keys, self.node)
+    }
+
+    fn alive_ttl_ms(&self) -> u64 {
+        u64::try_from(self.alive_ttl.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Renews this node's liveness key.
+    pub async fn keep_alive(&self, manager: &mut ConnectionManager) -> RedisResult<()> {
+        redis::cmd("SET")
+            .arg(self.alive_key())
+            .arg("1")
+            .arg("PX")
+            .arg(self.alive_ttl_ms())
+            .query_async(manager)
+            .await
+    }
+
+    /// Removes the leases of nodes that stopped renewing their liveness key; the users who held
+    /// one (each is reported to exactly one caller), to settle.
+    pub async fn reap_dead_nodes(&self, manager: &mut ConnectionManager) -> RedisResult<Vec<i64>> {
+        self.reap
+            .key(self.nodes_key())
+            .arg(&self.keys)
+            .invoke_async(manager)
+            .await
     }
 
     fn leases_key(&self, user_id: i64) -> String {
@@ -115,14 +205,14 @@ impl RedisLeases {
         Ok(manager)
     }
 
-    /// Applies `op` to connection `conn_key` of `user_id` at `now` (ms); leases last `ttl`.
+    /// Applies `op` to this node's connection `conn`'s lease of `user_id`; leases last `ttl`
+    /// from now by Redis's clock.
     pub async fn apply(
         &self,
         manager: &mut ConnectionManager,
         user_id: i64,
-        conn_key: &str,
+        conn: u64,
         op: LeaseOp,
-        now: i64,
         ttl: Duration,
     ) -> RedisResult<Transition> {
         let (op_name, away) = match op {
@@ -130,19 +220,22 @@ impl RedisLeases {
             LeaseOp::Remove => ("remove", false),
             LeaseOp::Settle => ("settle", false),
         };
-        let expiry = now + i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2);
         let outcome: String = self
             .script
             .key(self.leases_key(user_id))
             .key(self.away_key(user_id))
             .key(self.states_key())
             .key(self.expiring_key())
+            .key(self.nodes_key())
+            .key(self.node_users_key())
+            .key(self.alive_key())
             .arg(user_id)
-            .arg(now)
             .arg(op_name)
-            .arg(conn_key)
-            .arg(expiry)
+            .arg(format!("{}:{conn}", self.node))
+            .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX / 2))
             .arg(if away { "1" } else { "0" })
+            .arg(&self.node)
+            .arg(self.alive_ttl_ms())
             .invoke_async(manager)
             .await?;
         Ok(match outcome.as_str() {
@@ -154,15 +247,16 @@ impl RedisLeases {
         })
     }
 
-    /// Users with a lease that expired by `now` (at most `limit`), to settle.
+    /// Users with a lease that expired by Redis's clock (at most `limit`), to settle.
     pub async fn expired_users(
         &self,
         manager: &mut ConnectionManager,
-        now: i64,
         limit: isize,
     ) -> RedisResult<Vec<i64>> {
-        manager
-            .zrangebyscore_limit(self.expiring_key(), "-inf", now, 0, limit)
+        self.expired
+            .key(self.expiring_key())
+            .arg(limit)
+            .invoke_async(manager)
             .await
     }
 

@@ -2,8 +2,8 @@
 //!
 //! Every node keeps the leases of its own connections in memory. With Redis configured and
 //! reachable, leases are also kept there (with a TTL, refreshed by heartbeats) and Redis decides
-//! user-level transitions for all nodes; a sweep settles users whose leases expired (a crashed
-//! node). When Redis is unreachable the node falls back to its in-memory leases, logs it, shows
+//! user-level transitions for all nodes; a sweep settles users whose leases expired, and those of
+//! a node that died (its liveness key, renewed every sweep, lapsed after three sweeps). When Redis is unreachable the node falls back to its in-memory leases, logs it, shows
 //! it on `/health`, and re-registers its leases in Redis once it is back.
 
 use std::collections::{HashMap, HashSet};
@@ -68,8 +68,6 @@ struct RedisSide {
 
 struct Inner {
     config: PresenceConfig,
-    /// Distinguishes this process's leases from other nodes' in Redis.
-    node_id: String,
     db: Arc<dyn Database>,
     hub: Hub,
     /// This node's connections: user → connection → away.
@@ -95,10 +93,11 @@ impl PresenceService {
     /// and runs the sweep / reconnect task for as long as the service lives.
     pub async fn start(config: PresenceConfig, db: Arc<dyn Database>, hub: Hub) -> Self {
         let prefix = config.redis_prefix.clone();
+        let node_id = format!("{:016x}", rand_u64());
         let redis = match config
             .redis_url
             .as_deref()
-            .map(|url| RedisLeases::new(url, &prefix))
+            .map(|url| RedisLeases::new(url, &prefix, &node_id, node_alive_ttl(&config)))
         {
             None => None,
             Some(Err(error)) => {
@@ -128,7 +127,6 @@ impl PresenceService {
         let has_redis = redis.is_some();
         let service = Self {
             inner: Arc::new(Inner {
-                node_id: format!("{:016x}", rand_u64()),
                 config,
                 db,
                 hub,
@@ -334,17 +332,9 @@ impl PresenceService {
     /// Applies `op` in Redis; `None` when Redis is not in use (or just failed).
     async fn redis_apply(&self, user_id: i64, conn: ConnId, op: LeaseOp) -> Option<Transition> {
         let (redis, mut manager) = self.redis_manager()?;
-        let conn_key = format!("{}:{conn}", self.inner.node_id);
         match redis
             .leases
-            .apply(
-                &mut manager,
-                user_id,
-                &conn_key,
-                op,
-                now_ms(),
-                self.inner.config.lease_ttl,
-            )
+            .apply(&mut manager, user_id, conn, op, self.inner.config.lease_ttl)
             .await
         {
             Ok(transition) => Some(transition),
@@ -377,15 +367,13 @@ impl PresenceService {
             .collect();
         for (user_id, conns) in snapshot {
             for (conn, away) in conns {
-                let conn_key = format!("{}:{conn}", self.inner.node_id);
                 let transition = redis
                     .leases
                     .apply(
                         manager,
                         user_id,
-                        &conn_key,
+                        conn,
                         LeaseOp::Upsert { away },
-                        now_ms(),
                         self.inner.config.lease_ttl,
                     )
                     .await?;
@@ -440,15 +428,19 @@ async fn redis_upkeep(weak: Weak<Inner>) {
     }
 }
 
+/// Renews this node's liveness, then settles the users of nodes that died and those whose
+/// leases expired.
 async fn sweep(service: &PresenceService) {
     let Some((redis, mut manager)) = service.redis_manager() else {
         return;
     };
-    match redis
-        .leases
-        .expired_users(&mut manager, now_ms(), 200)
-        .await
-    {
+    let settle = async {
+        redis.leases.keep_alive(&mut manager).await?;
+        let mut users = redis.leases.reap_dead_nodes(&mut manager).await?;
+        users.extend(redis.leases.expired_users(&mut manager, 200).await?);
+        Ok::<_, redis::RedisError>(users)
+    };
+    match settle.await {
         Ok(users) => {
             for user_id in users {
                 service.change(user_id, 0, LeaseOp::Settle).await;
@@ -456,6 +448,12 @@ async fn sweep(service: &PresenceService) {
         }
         Err(error) => service.redis_failed(&error),
     }
+}
+
+/// How long a node's liveness key lasts: three sweeps (at least a second), so one late sweep
+/// does not make a live node look dead.
+fn node_alive_ttl(config: &PresenceConfig) -> Duration {
+    (config.sweep_every * 3).max(Duration::from_secs(1))
 }
 
 fn rand_u64() -> u64 {
