@@ -187,7 +187,6 @@ pub async fn run(
     // Handlers that run rarely are boxed: a future is as large as its largest await point, and
     // this one stays resident for every idle connection (3.4 KB unboxed, most of it for
     // handlers an idle connection never runs).
-    Box::pin(conn.state.presence.connected(user_id, id)).await;
     let heartbeat = conn.state.config.heartbeat;
     let mut shutdown = conn.state.shutdown.watch();
     // Set when the drain starts: the moment, inside the drain window, this connection closes.
@@ -204,6 +203,8 @@ pub async fn run(
             heartbeat_secs: heartbeat.as_secs(),
         }))
         .await?;
+        // After `hello`: the client hears from the server before anything else is awaited.
+        Box::pin(conn.state.presence.connected(user_id, id)).await;
         let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
         let resume_deadline = tokio::time::sleep(RESUME_WAIT);
         tokio::pin!(resume_deadline);

@@ -64,7 +64,8 @@ pub struct Outbound {
 }
 
 impl Outbound {
-    /// Serializes `event` once.
+    /// Serializes `event` once. Every kind is named (no wildcard), so a new event must say
+    /// which channel it is about and whether `unsubscribe` mutes it and catch-up holds it back.
     pub fn new(event: &ServerEvent) -> Self {
         let (channel_id, seq, stream) = match event {
             ServerEvent::MessageCreated { message } => {
@@ -80,7 +81,10 @@ impl Outbound {
             | ServerEvent::MemberRemoved { channel_id, .. }
             | ServerEvent::CaughtUp { channel_id, .. } => (Some(*channel_id), None, false),
             ServerEvent::ChannelUpdated { channel } => (Some(channel.id), None, false),
-            _ => (None, None, false),
+            ServerEvent::Hello { .. }
+            | ServerEvent::Presence { .. }
+            | ServerEvent::Error { .. }
+            | ServerEvent::Pong { .. } => (None, None, false),
         };
         let text = serde_json::to_string(event).unwrap_or_else(|_| {
             r#"{"type":"error","code":"invalid_event","message":"unserializable event"}"#.to_owned()
