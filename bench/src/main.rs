@@ -35,6 +35,13 @@ struct Cli {
     /// fresh SQLite file otherwise.
     #[arg(long, global = true)]
     postgres: Option<String>,
+    /// Start this many nodes of a cluster (with --postgres): one database, one Redis bus, each
+    /// node on its own port (--port, +2, +4…); clients are spread over them round robin.
+    #[arg(long, global = true, default_value_t = 1)]
+    nodes: usize,
+    /// The Redis a cluster's nodes share (--nodes above 1); a fresh key prefix per run.
+    #[arg(long, global = true, default_value = "redis://127.0.0.1:6379")]
+    redis: String,
     /// Use an already running server at this URL instead (with --server-pid for its stats).
     #[arg(long, global = true)]
     url: Option<String>,
@@ -107,20 +114,47 @@ async fn start(cli: &Cli, metrics: bool) -> Result<Server, String> {
                 .into(),
         ),
         Some(url) => Ok(Server::external(url.clone(), cli.server_pid.unwrap_or(0))),
+        None if cli.nodes > 1 && cli.postgres.is_none() => {
+            Err("--nodes above 1 needs --postgres: the nodes of a cluster share PostgreSQL".into())
+        }
         None => {
             let wrapper = match server_cpu {
                 Some(cpus) => server::pin::server_wrapper(cpus).await?,
                 None => Vec::new(),
             };
-            Server::start(Launch {
+            let mut env = cli.scenario.server_env();
+            if cli.nodes > 1 {
+                env.push(("REDIS_URL", cli.redis.clone()));
+                env.push((
+                    "REDIS_PREFIX",
+                    format!("dealnest-bench-{}", std::process::id()),
+                ));
+            }
+            let mut first = Server::start(Launch {
                 binary: &cli.server,
                 port: cli.port,
-                env: cli.scenario.server_env(),
+                env: env.clone(),
                 postgres: cli.postgres.as_deref(),
-                wrapper,
+                database_url: None,
+                wrapper: wrapper.clone(),
                 metrics_port: metrics.then_some(cli.port.saturating_add(1)),
             })
-            .await
+            .await?;
+            for n in 1..cli.nodes {
+                let step = u16::try_from(2 * n).map_err(|_| "too many nodes")?;
+                let other = Server::start(Launch {
+                    binary: &cli.server,
+                    port: cli.port.saturating_add(step),
+                    env: env.clone(),
+                    postgres: None,
+                    database_url: Some(first.database_url.clone()),
+                    wrapper: wrapper.clone(),
+                    metrics_port: None,
+                })
+                .await?;
+                first.others.push(other);
+            }
+            Ok(first)
         }
     }
 }

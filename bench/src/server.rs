@@ -13,6 +13,11 @@ pub struct Server {
     pub pid: u32,
     /// Whether the bench started it on PostgreSQL (`--postgres`), which has targets of its own.
     pub on_postgres: bool,
+    /// The `DATABASE_URL` it runs on.
+    pub database_url: String,
+    /// Further nodes of a cluster (`--nodes`), on the same database; clients are spread over
+    /// this node and them.
+    pub others: Vec<Server>,
     child: Option<Child>,
     _data: Option<tempfile::TempDir>,
     /// Dropped after `child` (fields drop in order), so the server is gone first.
@@ -28,6 +33,8 @@ pub struct Launch<'a> {
     /// Run on a fresh scratch database on this PostgreSQL server (a `postgres://` URL of any
     /// database there) instead of a fresh SQLite file.
     pub postgres: Option<&'a str>,
+    /// Run on this database instead (another node's): overrides `postgres`.
+    pub database_url: Option<String>,
     /// A command the binary is started under, e.g. `taskset -c 0`. It must exec the binary
     /// (taskset does) so the child's pid, whose `/proc` stats are read, is the server's.
     pub wrapper: Vec<String>,
@@ -38,7 +45,7 @@ pub struct Launch<'a> {
 impl Server {
     pub async fn start(launch: Launch<'_>) -> Result<Self, String> {
         let data = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let scratch = match launch.postgres {
+        let scratch = match launch.postgres.filter(|_| launch.database_url.is_none()) {
             Some(server) => Some(
                 ScratchDatabase::create(server)
                     .await
@@ -46,9 +53,10 @@ impl Server {
             ),
             None => None,
         };
-        let database = match &scratch {
-            Some(scratch) => scratch.url().to_owned(),
-            None => data.path().join("bench.db").to_string_lossy().into_owned(),
+        let database = match (&launch.database_url, &scratch) {
+            (Some(url), _) => url.clone(),
+            (None, Some(scratch)) => scratch.url().to_owned(),
+            (None, None) => data.path().join("bench.db").to_string_lossy().into_owned(),
         };
         let mut command = match launch.wrapper.split_first() {
             Some((program, args)) => {
@@ -92,7 +100,9 @@ impl Server {
         let server = Self {
             url: format!("http://127.0.0.1:{}", launch.port),
             pid,
-            on_postgres: launch.postgres.is_some(),
+            on_postgres: launch.postgres.is_some() || launch.database_url.is_some(),
+            database_url: database,
+            others: Vec::new(),
             child: Some(child),
             _data: Some(data),
             _scratch: scratch,
@@ -109,6 +119,8 @@ impl Server {
             url,
             pid,
             on_postgres: false,
+            database_url: String::new(),
+            others: Vec::new(),
             child: None,
             _data: None,
             _scratch: None,
@@ -146,9 +158,29 @@ impl Server {
         format!("{}/ws", self.url.replacen("http://", "ws://", 1))
     }
 
-    /// CPU time (user + system) and resident memory of the server process now.
+    /// How many nodes clients are spread over.
+    pub fn nodes(&self) -> usize {
+        1 + self.others.len()
+    }
+
+    /// The node the `n`th client talks to (round robin).
+    pub fn node(&self, n: usize) -> &Server {
+        match n % self.nodes() {
+            0 => self,
+            k => &self.others[k - 1],
+        }
+    }
+
+    /// CPU time (user + system) and resident memory of the server processes now, summed over
+    /// every node.
     pub fn stats(&self) -> ProcStats {
-        ProcStats::read(self.pid)
+        let mut stats = ProcStats::read(self.pid);
+        for other in &self.others {
+            let more = other.stats();
+            stats.cpu_ms += more.cpu_ms;
+            stats.rss_bytes += more.rss_bytes;
+        }
+        stats
     }
 
     pub async fn stop(mut self) {

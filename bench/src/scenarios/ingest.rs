@@ -44,7 +44,7 @@ struct Level {
 
 /// Closed loops of `concurrency` senders for `seconds`, spread over `channels`.
 async fn level(
-    api: &Api,
+    apis: &[Api],
     sender: &Account,
     channels: &[i64],
     concurrency: u64,
@@ -59,7 +59,7 @@ async fn level(
     let mut tasks = Vec::new();
     for worker in 0..concurrency {
         let (api, sender, latencies, done, errors, acknowledged) = (
-            api.clone(),
+            apis[usize::try_from(worker).unwrap_or(0) % apis.len()].clone(),
             sender.clone(),
             latencies.clone(),
             done.clone(),
@@ -105,6 +105,10 @@ async fn level(
 
 pub async fn run(server: &Server, args: IngestArgs) -> Result<Report, String> {
     let api = Api::new(&server.url).with_random_keys(args.random_keys);
+    // Senders are spread over the nodes round robin.
+    let apis: Vec<Api> = (0..server.nodes())
+        .map(|n| Api::new(&server.node(n).url).with_random_keys(args.random_keys))
+        .collect();
     progress("ingest: setting up");
     let accounts = api.accounts("ingest", 1).await?;
     let sender = accounts[0].clone();
@@ -118,7 +122,7 @@ pub async fn run(server: &Server, args: IngestArgs) -> Result<Report, String> {
     let mut metrics = Vec::new();
     let first = args.concurrency.first().copied().unwrap_or(8);
     let warmup = level(
-        &api,
+        &apis,
         &sender,
         &channels,
         first,
@@ -134,7 +138,7 @@ pub async fn run(server: &Server, args: IngestArgs) -> Result<Report, String> {
             errors,
             latencies,
         } = level(
-            &api,
+            &apis,
             &sender,
             &channels,
             concurrency,
