@@ -432,10 +432,22 @@ async fn messages_keep_flowing_between_nodes_while_redis_is_down_and_after_it_re
             "while Redis is down"
         );
     }
+    // User 2 leaves while Redis is down: the other nodes cannot hear it yet.
+    clients.pop().expect("user 2's client").close().await;
 
     redis.restart().await;
     for node in &nodes {
         redis_becomes(node, "reachable").await;
+    }
+    // Presence converges: once Redis is back, the others learn that user 2 is offline.
+    for client in &mut clients {
+        loop {
+            let event = next_of(client, "presence").await;
+            if event["user_id"].as_i64() == Some(users[2].id) {
+                assert_eq!(event["state"], "offline", "{event}");
+                break;
+            }
+        }
     }
     for k in 60..90 {
         send(k).await.ok();

@@ -103,6 +103,21 @@ end
 return reaped
 "#;
 
+/// This node's leases as Redis has them: user id, then connection id, repeated.
+const OWN: &str = r#"
+local node_users, prefix, node = KEYS[1], ARGV[1], ARGV[2]
+local found = {}
+for _, user in ipairs(redis.call('SMEMBERS', node_users)) do
+  for _, conn in ipairs(redis.call('ZRANGE', prefix .. ':leases:' .. user, 0, -1)) do
+    if string.sub(conn, 1, #node + 1) == node .. ':' then
+      table.insert(found, user)
+      table.insert(found, string.sub(conn, #node + 2))
+    end
+  end
+end
+return found
+"#;
+
 /// Users whose earliest lease expired by Redis's clock (at most `ARGV[1]`).
 const EXPIRED: &str = r#"
 local time = redis.call('TIME')
@@ -115,6 +130,7 @@ pub struct RedisLeases {
     script: Script,
     reap: Script,
     expired: Script,
+    own: Script,
     /// `{prefix}:presence`, the start of every key.
     keys: String,
     /// This node's id: the start of its lease names.
@@ -131,6 +147,7 @@ impl RedisLeases {
             script: Script::new(APPLY),
             reap: Script::new(REAP),
             expired: Script::new(EXPIRED),
+            own: Script::new(OWN),
             keys: format!("{prefix}:presence"),
             node: node.to_owned(),
             alive_ttl,
@@ -162,6 +179,28 @@ impl RedisLeases {
             .arg(self.alive_ttl_ms())
             .query_async(manager)
             .await
+    }
+
+    /// This node's leases in Redis, as `(user_id, connection)`: after an outage, the ones whose
+    /// connection closed meanwhile are still there.
+    pub async fn own_leases(
+        &self,
+        manager: &mut ConnectionManager,
+    ) -> RedisResult<Vec<(i64, u64)>> {
+        let flat: Vec<String> = self
+            .own
+            .key(self.node_users_key())
+            .arg(&self.keys)
+            .arg(&self.node)
+            .invoke_async(manager)
+            .await?;
+        Ok(flat
+            .chunks(2)
+            .filter_map(|pair| match pair {
+                [user, conn] => Some((user.parse().ok()?, conn.parse().ok()?)),
+                _ => None,
+            })
+            .collect())
     }
 
     /// Removes the leases of nodes that stopped renewing their liveness key; the users who held

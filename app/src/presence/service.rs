@@ -74,6 +74,9 @@ struct Inner {
     local: Mutex<HashMap<i64, HashMap<ConnId, bool>>>,
     /// Last announced state per user when deciding in memory.
     announced: Mutex<HashMap<i64, PresenceState>>,
+    /// Users whose presence changed while Redis (and with it the bus between nodes) was down:
+    /// the other nodes did not hear it, so it is said again once Redis is back.
+    changed_while_down: Mutex<HashSet<i64>>,
     redis: Option<RedisSide>,
 }
 
@@ -132,6 +135,7 @@ impl PresenceService {
                 hub,
                 local: Mutex::default(),
                 announced: Mutex::default(),
+                changed_while_down: Mutex::default(),
                 redis,
             }),
         };
@@ -218,7 +222,13 @@ impl PresenceService {
         }
         let transition = match self.redis_apply(user_id, conn, op).await {
             Some(transition) => transition,
-            None => self.memory_transition(user_id, matches!(op, LeaseOp::Settle)),
+            None => {
+                let transition = self.memory_transition(user_id, matches!(op, LeaseOp::Settle));
+                if self.inner.redis.is_some() && matches!(transition, Transition::Changed(_)) {
+                    lock(&self.inner.changed_while_down).insert(user_id);
+                }
+                transition
+            }
         };
         self.on_transition(user_id, transition).await;
     }
@@ -286,16 +296,27 @@ impl PresenceService {
                 announced.insert(user_id, state);
             }
         }
-        let db = &self.inner.db;
         let last_seen_at = if state == PresenceState::Offline {
             let now = now_ms();
-            if let Err(error) = db.touch_last_seen(user_id, now).await {
+            if let Err(error) = self.inner.db.touch_last_seen(user_id, now).await {
                 tracing::error!(%error, user_id, "presence: storing last-seen failed");
             }
             Some(now)
         } else {
             None
         };
+        self.publish_presence(user_id, state, last_seen_at).await;
+    }
+
+    /// Tells everyone who shares a channel with `user_id` its `state` (and, offline, when it
+    /// was last seen).
+    async fn publish_presence(
+        &self,
+        user_id: i64,
+        state: PresenceState,
+        last_seen_at: Option<i64>,
+    ) {
+        let db = &self.inner.db;
         let peers = match db.channel_peers(user_id).await {
             Ok(peers) => peers,
             Err(error) => {
@@ -355,7 +376,9 @@ impl PresenceService {
         }
     }
 
-    /// Re-registers this node's connections in Redis after it came back.
+    /// Re-registers this node's connections in Redis after it came back, and removes the
+    /// leases of connections that closed while it was away, so every node's view of this
+    /// node's users converges.
     async fn resync(
         &self,
         redis: &RedisSide,
@@ -365,6 +388,27 @@ impl PresenceService {
             .iter()
             .map(|(user, conns)| (*user, conns.iter().map(|(c, a)| (*c, *a)).collect()))
             .collect();
+        for (user_id, conn) in redis.leases.own_leases(manager).await? {
+            let still_open = snapshot
+                .iter()
+                .any(|(user, conns)| *user == user_id && conns.iter().any(|(c, _)| *c == conn));
+            if !still_open {
+                let ttl = self.inner.config.lease_ttl;
+                let mut transition = redis
+                    .leases
+                    .apply(manager, user_id, conn, LeaseOp::Remove, ttl)
+                    .await?;
+                // Gone for a while already: no grace period, and settled here, while this node
+                // still decides from memory.
+                if transition == Transition::Emptied {
+                    transition = redis
+                        .leases
+                        .apply(manager, user_id, conn, LeaseOp::Settle, ttl)
+                        .await?;
+                }
+                self.on_transition(user_id, transition).await;
+            }
+        }
         for (user_id, conns) in snapshot {
             for (conn, away) in conns {
                 let transition = redis
@@ -408,6 +452,7 @@ async fn redis_upkeep(weak: Weak<Inner>) {
                                 Some(manager);
                             redis.up.store(true, Ordering::Relaxed);
                             metrics::redis_up(true);
+                            tokio::spawn(say_again_after_outage(Arc::downgrade(&service.inner)));
                             tracing::info!(
                                 "presence: Redis reachable again; presence is shared through it"
                             );
@@ -430,6 +475,35 @@ async fn redis_upkeep(weak: Weak<Inner>) {
 
 /// Renews this node's liveness, then settles the users of nodes that died and those whose
 /// leases expired.
+/// How long after Redis is back a node waits before saying again what changed meanwhile: the
+/// other nodes' bus subscribers reconnect within a second.
+const SAY_AGAIN_AFTER: Duration = Duration::from_secs(2);
+
+/// Announces again, to every node, the presence of this node's users and of everyone whose
+/// presence changed here while Redis was down, so each node's view converges.
+async fn say_again_after_outage(weak: Weak<Inner>) {
+    tokio::time::sleep(SAY_AGAIN_AFTER).await;
+    let Some(inner) = weak.upgrade() else { return };
+    let service = PresenceService { inner };
+    let mut users: HashSet<i64> = std::mem::take(&mut *lock(&service.inner.changed_while_down));
+    users.extend(lock(&service.inner.local).keys().copied());
+    let users: Vec<i64> = users.into_iter().collect();
+    let states = service.states(&users).await;
+    let last_seen: HashMap<i64, Option<i64>> = match service.inner.db.last_seen_of(&users).await {
+        Ok(seen) => seen.into_iter().collect(),
+        Err(error) => {
+            tracing::warn!(%error, "presence: reading last-seen failed");
+            HashMap::new()
+        }
+    };
+    for (user_id, state) in users.into_iter().zip(states) {
+        let last_seen_at = (state == PresenceState::Offline)
+            .then(|| last_seen.get(&user_id).copied().flatten())
+            .flatten();
+        service.publish_presence(user_id, state, last_seen_at).await;
+    }
+}
+
 async fn sweep(service: &PresenceService) {
     let Some((redis, mut manager)) = service.redis_manager() else {
         return;
