@@ -52,6 +52,11 @@ if op == 'upsert' then
 elseif op == 'remove' then
   redis.call('ZREM', leases, conn)
   redis.call('SREM', away, conn)
+  local mine = false
+  for _, other in ipairs(redis.call('ZRANGE', leases, 0, -1)) do
+    if string.sub(other, 1, #node + 1) == node .. ':' then mine = true end
+  end
+  if not mine then redis.call('SREM', node_users, user) end
 end
 for _, gone in ipairs(redis.call('ZRANGEBYSCORE', leases, '-inf', now)) do
   redis.call('SREM', away, gone)
