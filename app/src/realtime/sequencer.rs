@@ -30,6 +30,10 @@ use crate::server::db::StoreResult;
 const REPAIR_PAGE: u32 = 200;
 /// Most messages one repair pass delivers; a channel further behind continues on the next pass.
 const REPAIR_MAX: usize = 2_000;
+/// Most seqs a channel holds while waiting for a repair (the database may be down). Beyond it
+/// the held events are dropped: the repair reads every seq after the delivered one from the
+/// database, in its current state, edits and deletions included, so nothing is lost.
+const MAX_HELD: usize = 10_000;
 
 /// How often heads are checked.
 #[derive(Debug, Clone, Copy)]
@@ -263,6 +267,9 @@ impl Task {
                 self.flush(channel_id);
             }
             _ => {
+                if stream.held.len() >= MAX_HELD {
+                    stream.held.clear();
+                }
                 let held = stream.held.entry(seq).or_default();
                 if created {
                     if held
