@@ -224,7 +224,9 @@ impl PresenceService {
             Some(transition) => transition,
             None => {
                 let transition = self.memory_transition(user_id, matches!(op, LeaseOp::Settle));
-                if self.inner.redis.is_some() && matches!(transition, Transition::Changed(_)) {
+                // Emptied too: the settle after the grace period may already run through Redis
+                // again, which then knows nothing of this user and announces nothing.
+                if self.inner.redis.is_some() && transition != Transition::Unchanged {
                     lock(&self.inner.changed_while_down).insert(user_id);
                 }
                 transition
@@ -476,13 +478,19 @@ async fn redis_upkeep(weak: Weak<Inner>) {
 /// Renews this node's liveness, then settles the users of nodes that died and those whose
 /// leases expired.
 /// How long after Redis is back a node waits before saying again what changed meanwhile: the
-/// other nodes' bus subscribers reconnect within a second.
-const SAY_AGAIN_AFTER: Duration = Duration::from_secs(2);
+/// other nodes' bus subscribers reconnect within a second, and their presence resyncs within a
+/// sweep, so what it reads from Redis then is every node's view.
+fn say_again_after(config: &PresenceConfig) -> Duration {
+    (config.sweep_every * 2).max(Duration::from_secs(2))
+}
 
 /// Announces again, to every node, the presence of this node's users and of everyone whose
 /// presence changed here while Redis was down, so each node's view converges.
 async fn say_again_after_outage(weak: Weak<Inner>) {
-    tokio::time::sleep(SAY_AGAIN_AFTER).await;
+    let Some(wait) = weak.upgrade().map(|inner| say_again_after(&inner.config)) else {
+        return;
+    };
+    tokio::time::sleep(wait).await;
     let Some(inner) = weak.upgrade() else { return };
     let service = PresenceService { inner };
     let mut users: HashSet<i64> = std::mem::take(&mut *lock(&service.inner.changed_while_down));
