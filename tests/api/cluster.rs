@@ -565,7 +565,7 @@ async fn a_node_killed_mid_run_loses_nothing_and_its_clients_resume_on_another()
     // Bob's only connection died with its node: the survivor announces him offline, once,
     // within three sweeps (the dead node's liveness key lapsing) and one more.
     loop {
-        match cid_ws.next_frame(Duration::from_secs(15)).await {
+        match cid_ws.next_frame(Duration::from_secs(20)).await {
             Some(WsFrame::Event(event)) if bob_presence(&event) => {
                 assert_eq!(event["state"], "offline", "{event}");
                 break;
@@ -574,8 +574,9 @@ async fn a_node_killed_mid_run_loses_nothing_and_its_clients_resume_on_another()
             other => panic!("Bob was never announced offline: {other:?}"),
         }
     }
+    // About 8 s on an idle machine; the margin is for a loaded one.
     assert!(
-        killed_at.elapsed() < Duration::from_secs(10),
+        killed_at.elapsed() < Duration::from_secs(14),
         "{:?}",
         killed_at.elapsed()
     );
