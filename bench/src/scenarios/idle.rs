@@ -127,6 +127,9 @@ pub async fn run(server: &Server, args: IdleArgs) -> Result<Report, String> {
     let mut points = Vec::new();
     let mut workers = Vec::new();
     let mut opened = 0usize;
+    // With several nodes each worker goes to the node holding the fewest so far, so every node
+    // stays under its own open-file limit.
+    let mut per_node = vec![0usize; server.nodes()];
     let mut metrics = Vec::new();
     for &step in &args.steps {
         while opened < step {
@@ -135,9 +138,13 @@ pub async fn run(server: &Server, args: IdleArgs) -> Result<Report, String> {
             progress(&format!(
                 "idle: opening {count} more (total {step}) from {source}"
             ));
+            let node = (0..per_node.len())
+                .min_by_key(|&n| per_node[n])
+                .unwrap_or(0);
+            per_node[node] += count;
             workers.push(
                 spawn_worker(&WorkerArgs {
-                    ws_url: server.ws_url(),
+                    ws_url: server.node(node).ws_url(),
                     tokens: tokens.clone(),
                     count,
                     source: Some(source),
@@ -159,12 +166,16 @@ pub async fn run(server: &Server, args: IdleArgs) -> Result<Report, String> {
             ));
         }
     }
-    let health: serde_json::Value = reqwest::get(format!("{}/health", server.url))
-        .await
-        .map_err(|e| e.to_string())?
-        .json()
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut held = 0;
+    for node in 0..server.nodes() {
+        let health: serde_json::Value = reqwest::get(format!("{}/health", server.node(node).url))
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        held += health["connections"].as_u64().unwrap_or(0);
+    }
     let per_connection = slope(&points);
     let elapsed = started.elapsed().as_secs_f64();
     let end_stats = server.stats();
@@ -185,7 +196,7 @@ pub async fn run(server: &Server, args: IdleArgs) -> Result<Report, String> {
         );
         metrics.push(Metric::at_least(
             "connections held",
-            health["connections"].as_u64().unwrap_or(0) as f64,
+            held as f64,
             "conns",
             opened as f64,
         ));
