@@ -42,14 +42,7 @@ enum Storage {
     Shared,
 }
 
-/// The PostgreSQL server for scratch databases: `TEST_DATABASE_URL` when it names one (the
-/// PostgreSQL pass), else the local server CI runs (for the PostgreSQL-only tests).
-pub fn postgres_server() -> String {
-    match std::env::var("TEST_DATABASE_URL") {
-        Ok(url) if url.starts_with("postgres") => url,
-        _ => "postgres://postgres@127.0.0.1:5432/test".into(),
-    }
-}
+use app::server::postgres::scratch::test_server;
 
 impl TestDatabase {
     /// A database of the backend under test.
@@ -73,7 +66,7 @@ impl TestDatabase {
     }
 
     pub async fn postgres() -> Self {
-        let scratch = ScratchDatabase::create(&postgres_server())
+        let scratch = ScratchDatabase::create(&test_server())
             .await
             .expect("create a scratch PostgreSQL database");
         Self {
@@ -115,7 +108,7 @@ impl TestDatabase {
             }
             Storage::Postgres(scratch) => {
                 use sqlx::{AssertSqlSafe, Connection, Executor};
-                let mut admin = sqlx::PgConnection::connect(&postgres_server())
+                let mut admin = sqlx::PgConnection::connect(&test_server())
                     .await
                     .expect("connect");
                 admin

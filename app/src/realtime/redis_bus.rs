@@ -121,13 +121,6 @@ fn shard_channel(prefix: &str, shard: u64) -> String {
     format!("{prefix}:bus:{shard}")
 }
 
-/// Applies a bus message to this node's connections. Everything goes through the sequencer,
-/// in the order published: a `Leave` must not overtake the `member_removed` published before
-/// it, which the removed user still has to receive.
-fn apply_locally(sequencer: &Sequencer, message: BusMessage) {
-    sequencer.apply(message);
-}
-
 impl Broker for RedisBroker {
     fn publish(&self, message: BusMessage) {
         let shard = shard_of(&message);
@@ -144,7 +137,7 @@ impl Broker for RedisBroker {
             }
             Err(error) => tracing::error!(%error, "bus message not serializable"),
         }
-        apply_locally(&self.sequencer, envelope.message);
+        self.sequencer.apply(envelope.message);
     }
 
     fn name(&self) -> &'static str {
@@ -256,7 +249,7 @@ async fn subscribe(
                             Ok(envelope) if envelope.node == node => {}
                             Ok(envelope) => {
                                 for message in faults.pass(envelope.message) {
-                                    apply_locally(&sequencer, message);
+                                    sequencer.apply(message);
                                 }
                             }
                             Err(error) => tracing::warn!(%error, "unreadable bus message"),

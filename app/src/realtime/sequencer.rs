@@ -106,7 +106,9 @@ impl Sequencer {
     }
 
     /// Applies a bus message to this node's connections, in the order given; messages of a
-    /// channel in seq order.
+    /// channel in seq order. Every bus message comes through here, not only messages: a `Leave`
+    /// must not overtake the `member_removed` published before it, which the removed user
+    /// still has to receive.
     pub fn apply(&self, message: BusMessage) {
         let _ = self.commands.send(Command::Apply(message));
     }
@@ -164,6 +166,10 @@ struct Task {
     /// For spawned reads to report back; weak so the task ends with the last handle.
     commands: mpsc::WeakUnboundedSender<Command>,
     checking_heads: bool,
+}
+
+fn is_created(event: &ServerEvent) -> bool {
+    matches!(event, ServerEvent::MessageCreated { .. })
 }
 
 /// The channel and seq a message event is about.
@@ -253,7 +259,7 @@ impl Task {
             // Nobody here subscribes to the channel.
             return;
         };
-        let created = matches!(event, ServerEvent::MessageCreated { .. });
+        let created = is_created(&event);
         match stream.delivered {
             Some(delivered) if seq <= delivered => {
                 // An update of a message already delivered goes out; a repeat of one does not.
@@ -272,10 +278,7 @@ impl Task {
                 }
                 let held = stream.held.entry(seq).or_default();
                 if created {
-                    if held
-                        .iter()
-                        .any(|(_, e)| matches!(e, ServerEvent::MessageCreated { .. }))
-                    {
+                    if held.iter().any(|(_, e)| is_created(e)) {
                         return;
                     }
                     held.insert(0, (target, event));
@@ -297,14 +300,11 @@ impl Task {
         };
         while let Some(entry) = stream.held.first_entry() {
             let seq = *entry.key();
-            let has_created = entry
-                .get()
-                .iter()
-                .any(|(_, e)| matches!(e, ServerEvent::MessageCreated { .. }));
+            let has_created = entry.get().iter().any(|(_, e)| is_created(e));
             if seq <= delivered {
                 // Delivered already (by a repair): only its updates go out.
                 for (target, event) in entry.remove() {
-                    if !matches!(event, ServerEvent::MessageCreated { .. }) {
+                    if !is_created(&event) {
                         apply(&self.local, BusMessage::Deliver { target, event });
                     }
                 }

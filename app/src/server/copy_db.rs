@@ -80,6 +80,11 @@ pub async fn copy_sqlite_to_postgres(
         path: from.to_owned(),
         source,
     };
+    let named = |failure| match failure {
+        Failure::Read(error) => source_error(error),
+        Failure::Write(error) => CopyError::Write(error),
+        Failure::Mismatch(what) => CopyError::Mismatch(what),
+    };
     let options = if from.starts_with("sqlite:") {
         SqliteConnectOptions::from_str(from).map_err(source_error)?
     } else {
@@ -147,10 +152,7 @@ pub async fn copy_sqlite_to_postgres(
             "channel_members" => copy_members(&mut source, &mut tx, &mut record).await,
             _ => copy_messages(&mut source, &mut tx, &mut record).await,
         }
-        .map_err(|failure| match failure {
-            Failure::Read(error) => source_error(error),
-            Failure::Write(error) => CopyError::Write(error),
-        })?;
+        .map_err(&named)?;
         if total == 0 {
             progress(Progress {
                 table,
@@ -174,21 +176,13 @@ pub async fn copy_sqlite_to_postgres(
 
     verify(&mut source, &mut tx, &report)
         .await
-        .map_err(|failure| match failure {
-            VerifyFailure::Read(error) => source_error(error),
-            VerifyFailure::Write(error) => CopyError::Write(error),
-            VerifyFailure::Mismatch(what) => CopyError::Mismatch(what),
-        })?;
+        .map_err(&named)?;
     tx.commit().await.map_err(CopyError::Write)?;
     Ok(report)
 }
 
+/// What went wrong in a step of the copy, before it is named in a [`CopyError`].
 enum Failure {
-    Read(sqlx::Error),
-    Write(sqlx::Error),
-}
-
-enum VerifyFailure {
     Read(sqlx::Error),
     Write(sqlx::Error),
     Mismatch(String),
@@ -397,15 +391,15 @@ async fn verify(
     source: &mut SqliteConnection,
     tx: &mut Tx,
     report: &CopyReport,
-) -> Result<(), VerifyFailure> {
+) -> Result<(), Failure> {
     for &(table, expected) in report {
         let copied: i64 =
             sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
                 .fetch_one(&mut **tx)
                 .await
-                .map_err(VerifyFailure::Write)?;
+                .map_err(Failure::Write)?;
         if u64::try_from(copied).ok() != Some(expected) {
-            return Err(VerifyFailure::Mismatch(format!(
+            return Err(Failure::Mismatch(format!(
                 "{table}: {expected} rows in the source, {copied} copied"
             )));
         }
@@ -414,20 +408,20 @@ async fn verify(
     let expected: BTreeMap<i64, i64> = sqlx::query_as(select)
         .fetch_all(&mut *source)
         .await
-        .map_err(VerifyFailure::Read)?
+        .map_err(Failure::Read)?
         .into_iter()
         .collect();
     let copied: BTreeMap<i64, i64> = sqlx::query_as(select)
         .fetch_all(&mut **tx)
         .await
-        .map_err(VerifyFailure::Write)?
+        .map_err(Failure::Write)?
         .into_iter()
         .collect();
     if let Some((id, last_seq)) = expected
         .iter()
         .find(|&(id, last_seq)| copied.get(id) != Some(last_seq))
     {
-        return Err(VerifyFailure::Mismatch(format!(
+        return Err(Failure::Mismatch(format!(
             "channel {id}: last_seq {last_seq} in the source, {:?} copied",
             copied.get(id)
         )));
@@ -441,9 +435,9 @@ async fn verify(
     )
     .fetch_optional(&mut **tx)
     .await
-    .map_err(VerifyFailure::Write)?;
+    .map_err(Failure::Write)?;
     if let Some((id, last_seq, max_seq)) = behind {
-        return Err(VerifyFailure::Mismatch(format!(
+        return Err(Failure::Mismatch(format!(
             "channel {id}: last_seq {last_seq} but its newest message has seq {max_seq}"
         )));
     }

@@ -76,18 +76,11 @@ impl<T: AsDatabase> AsDatabase for Arc<T> {
     }
 }
 
-/// The PostgreSQL server the PostgreSQL-only tests use: `TEST_DATABASE_URL` when it names one,
-/// else the local server CI runs.
-pub fn postgres_server() -> String {
-    match std::env::var("TEST_DATABASE_URL") {
-        Ok(url) if url.starts_with("postgres") => url,
-        _ => "postgres://postgres@127.0.0.1:5432/test".into(),
-    }
-}
+use app::server::postgres::scratch::test_server;
 
-/// A scratch database on [`postgres_server`].
+/// A scratch database on [`test_server`].
 pub async fn scratch_postgres() -> ScratchDatabase {
-    ScratchDatabase::create(&postgres_server())
+    ScratchDatabase::create(&test_server())
         .await
         .expect("create a scratch PostgreSQL database")
 }

@@ -48,6 +48,16 @@ impl ScratchDatabase {
     }
 }
 
+/// The PostgreSQL server tests create scratch databases on: `TEST_DATABASE_URL` when it names
+/// one (the suites' PostgreSQL pass), else `TEST_POSTGRES_URL`, else the local server CI runs.
+pub fn test_server() -> String {
+    match std::env::var("TEST_DATABASE_URL") {
+        Ok(url) if url.starts_with("postgres") => url,
+        _ => std::env::var("TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into()),
+    }
+}
+
 /// `url` with its database (the path) replaced by `database`; query parameters are kept.
 fn with_database(url: &str, database: &str) -> String {
     let (base, query) = url
