@@ -7,36 +7,18 @@
 //! Each node also keeps a liveness key with a short TTL, refreshed by every change and every
 //! sweep, and records which users hold a lease of its. When a node dies (SIGKILL), its liveness
 //! key expires within seconds and the next sweep on any surviving node removes the dead node's
-//! leases ([`RedisLeases::reap_dead_nodes`]), without waiting for the leases' own expiry.
+//! leases (the `REAP` script, run by every sweep), without waiting for the leases' own expiry.
 
+use std::future::Future;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use redis::aio::ConnectionManager;
 use redis::{Client, RedisResult, Script};
 
 use super::PresenceState;
-
-/// What a lease change did to the user's presence.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transition {
-    /// The user-level state changed to this; the caller announces it.
-    Changed(PresenceState),
-    /// No lease is left but the user still shows as present: settle after the grace period.
-    Emptied,
-    Unchanged,
-}
-
-/// A change to one connection's lease.
-#[derive(Debug, Clone, Copy)]
-pub enum LeaseOp {
-    /// Create or refresh the lease, active or away.
-    Upsert {
-        away: bool,
-    },
-    Remove,
-    /// No change: prune expired leases and, when none is left, announce offline.
-    Settle,
-}
+use super::leases::{LeaseOp, LeaseStore, StoreUnreachable, Transition};
+use crate::realtime::hub::ConnId;
 
 const APPLY: &str = r#"
 local leases, away, states, expiring, nodes, node_users, alive = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
@@ -132,6 +114,10 @@ return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(AR
 
 pub struct RedisLeases {
     client: Client,
+    /// The connection while Redis is reachable; dropped on the first failure.
+    manager: Option<ConnectionManager>,
+    /// How long a lease lives without a heartbeat.
+    lease_ttl: Duration,
     script: Script,
     reap: Script,
     expired: Script,
@@ -145,10 +131,19 @@ pub struct RedisLeases {
 }
 
 impl RedisLeases {
-    /// Leases of node `node` in the Redis at `url`; its liveness key lasts `alive_ttl`.
-    pub fn new(url: &str, prefix: &str, node: &str, alive_ttl: Duration) -> RedisResult<Self> {
+    /// Leases of node `node` in the Redis at `url`, not yet connected: leases last `lease_ttl`
+    /// without a heartbeat, the node's liveness key `alive_ttl`.
+    pub fn new(
+        url: &str,
+        prefix: &str,
+        node: &str,
+        lease_ttl: Duration,
+        alive_ttl: Duration,
+    ) -> RedisResult<Self> {
         Ok(Self {
             client: Client::open(url)?,
+            manager: None,
+            lease_ttl,
             script: Script::new(APPLY),
             reap: Script::new(REAP),
             expired: Script::new(EXPIRED),
@@ -175,30 +170,62 @@ impl RedisLeases {
         u64::try_from(self.alive_ttl.as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Renews this node's liveness key.
-    pub async fn keep_alive(&self, manager: &mut ConnectionManager) -> RedisResult<()> {
-        redis::cmd("SET")
-            .arg(self.alive_key())
-            .arg("1")
-            .arg("PX")
-            .arg(self.alive_ttl_ms())
-            .query_async(manager)
-            .await
+    /// Whether Redis answered the last call (and a connection is held).
+    pub fn is_up(&self) -> bool {
+        self.manager.is_some()
+    }
+
+    /// Uses `manager` from now on (after [`connect`](Self::connect) succeeded).
+    pub fn use_connection(&mut self, manager: ConnectionManager) {
+        self.manager = Some(manager);
+    }
+
+    /// Connects without borrowing `self`, so a reconnect can run beside the presence task. The
+    /// connection fails fast, so a Redis outage is noticed within a second.
+    pub fn connect(&self) -> impl Future<Output = RedisResult<ConnectionManager>> + Send + 'static {
+        let client = self.client.clone();
+        async move {
+            let config = redis::aio::ConnectionManagerConfig::new()
+                .set_connection_timeout(Duration::from_secs(1))
+                .set_response_timeout(Duration::from_secs(1))
+                .set_number_of_retries(1)
+                .set_max_delay(200);
+            let mut manager = client.get_connection_manager_with_config(config).await?;
+            let _: String = redis::cmd("PING").query_async(&mut manager).await?;
+            Ok(manager)
+        }
+    }
+
+    /// The connection (a cheap clone of a shared handle), or an error when Redis is down.
+    fn manager(&self) -> Result<ConnectionManager, StoreUnreachable> {
+        self.manager.clone().ok_or_else(|| {
+            StoreUnreachable(redis::RedisError::from((
+                redis::ErrorKind::IoError,
+                "not connected to Redis",
+            )))
+        })
+    }
+
+    /// Drops the connection when `result` failed: Redis counts as down until reconnected.
+    fn checked<T>(&mut self, result: RedisResult<T>) -> Result<T, StoreUnreachable> {
+        result.map_err(|error| {
+            self.manager = None;
+            StoreUnreachable(error)
+        })
     }
 
     /// This node's leases in Redis, as `(user_id, connection)`: after an outage, the ones whose
     /// connection closed meanwhile are still there.
-    pub async fn own_leases(
-        &self,
-        manager: &mut ConnectionManager,
-    ) -> RedisResult<Vec<(i64, u64)>> {
-        let flat: Vec<String> = self
+    pub async fn own_leases(&mut self) -> Result<Vec<(i64, ConnId)>, StoreUnreachable> {
+        let mut manager = self.manager()?;
+        let result: RedisResult<Vec<String>> = self
             .own
             .key(self.node_users_key())
             .arg(&self.keys)
             .arg(&self.node)
-            .invoke_async(manager)
-            .await?;
+            .invoke_async(&mut manager)
+            .await;
+        let flat = self.checked(result)?;
         Ok(flat
             .chunks(2)
             .filter_map(|pair| match pair {
@@ -206,16 +233,6 @@ impl RedisLeases {
                 _ => None,
             })
             .collect())
-    }
-
-    /// Removes the leases of nodes that stopped renewing their liveness key; the users who held
-    /// one (each is reported to exactly one caller), to settle.
-    pub async fn reap_dead_nodes(&self, manager: &mut ConnectionManager) -> RedisResult<Vec<i64>> {
-        self.reap
-            .key(self.nodes_key())
-            .arg(&self.keys)
-            .invoke_async(manager)
-            .await
     }
 
     fn leases_key(&self, user_id: i64) -> String {
@@ -234,37 +251,50 @@ impl RedisLeases {
         format!("{}:expiring", self.keys)
     }
 
-    /// A connection that fails fast, so a Redis outage is noticed within a second.
-    pub async fn connect(&self) -> RedisResult<ConnectionManager> {
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Duration::from_secs(1))
-            .set_response_timeout(Duration::from_secs(1))
-            .set_number_of_retries(1)
-            .set_max_delay(200);
-        let mut manager = self
-            .client
-            .get_connection_manager_with_config(config)
+    /// Renews this node's liveness, then removes the leases of nodes that stopped renewing
+    /// theirs; the users who held one (each is reported to exactly one node), then users with
+    /// a lease that expired by Redis's clock (at most `limit`).
+    async fn sweep(&self, manager: &mut ConnectionManager, limit: isize) -> RedisResult<Vec<i64>> {
+        let () = redis::cmd("SET")
+            .arg(self.alive_key())
+            .arg("1")
+            .arg("PX")
+            .arg(self.alive_ttl_ms())
+            .query_async(manager)
             .await?;
-        let _: String = redis::cmd("PING").query_async(&mut manager).await?;
-        Ok(manager)
+        let mut users: Vec<i64> = self
+            .reap
+            .key(self.nodes_key())
+            .arg(&self.keys)
+            .invoke_async(manager)
+            .await?;
+        let expired: Vec<i64> = self
+            .expired
+            .key(self.expiring_key())
+            .arg(limit)
+            .invoke_async(manager)
+            .await?;
+        users.extend(expired);
+        Ok(users)
     }
+}
 
-    /// Applies `op` to this node's connection `conn`'s lease of `user_id`; leases last `ttl`
-    /// from now by Redis's clock.
-    pub async fn apply(
-        &self,
-        manager: &mut ConnectionManager,
+#[async_trait]
+impl LeaseStore for RedisLeases {
+    /// Applies the change in one script; leases last the lease TTL from now by Redis's clock.
+    async fn apply(
+        &mut self,
         user_id: i64,
-        conn: u64,
+        conn: ConnId,
         op: LeaseOp,
-        ttl: Duration,
-    ) -> RedisResult<Transition> {
+    ) -> Result<Transition, StoreUnreachable> {
         let (op_name, away) = match op {
             LeaseOp::Upsert { away } => ("upsert", away),
             LeaseOp::Remove => ("remove", false),
             LeaseOp::Settle => ("settle", false),
         };
-        let outcome: String = self
+        let mut manager = self.manager()?;
+        let result: RedisResult<String> = self
             .script
             .key(self.leases_key(user_id))
             .key(self.away_key(user_id))
@@ -276,13 +306,13 @@ impl RedisLeases {
             .arg(user_id)
             .arg(op_name)
             .arg(format!("{}:{conn}", self.node))
-            .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX / 2))
+            .arg(u64::try_from(self.lease_ttl.as_millis()).unwrap_or(u64::MAX / 2))
             .arg(if away { "1" } else { "0" })
             .arg(&self.node)
             .arg(self.alive_ttl_ms())
-            .invoke_async(manager)
-            .await?;
-        Ok(match outcome.as_str() {
+            .invoke_async(&mut manager)
+            .await;
+        Ok(match self.checked(result)?.as_str() {
             "online" => Transition::Changed(PresenceState::Online),
             "away" => Transition::Changed(PresenceState::Away),
             "offline" => Transition::Changed(PresenceState::Offline),
@@ -291,34 +321,19 @@ impl RedisLeases {
         })
     }
 
-    /// Users with a lease that expired by Redis's clock (at most `limit`), to settle.
-    pub async fn expired_users(
-        &self,
-        manager: &mut ConnectionManager,
-        limit: isize,
-    ) -> RedisResult<Vec<i64>> {
-        self.expired
-            .key(self.expiring_key())
-            .arg(limit)
-            .invoke_async(manager)
-            .await
-    }
-
     /// The announced state of each user (offline when absent).
-    pub async fn states(
-        &self,
-        manager: &mut ConnectionManager,
-        user_ids: &[i64],
-    ) -> RedisResult<Vec<PresenceState>> {
+    async fn states(&mut self, user_ids: &[i64]) -> Result<Vec<PresenceState>, StoreUnreachable> {
         if user_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let states: Vec<Option<String>> = redis::cmd("HMGET")
+        let mut manager = self.manager()?;
+        let result: RedisResult<Vec<Option<String>>> = redis::cmd("HMGET")
             .arg(self.states_key())
             .arg(user_ids)
-            .query_async(manager)
-            .await?;
-        Ok(states
+            .query_async(&mut manager)
+            .await;
+        Ok(self
+            .checked(result)?
             .into_iter()
             .map(|state| match state.as_deref() {
                 Some("online") => PresenceState::Online,
@@ -326,5 +341,11 @@ impl RedisLeases {
                 _ => PresenceState::Offline,
             })
             .collect())
+    }
+
+    async fn due(&mut self) -> Result<Vec<i64>, StoreUnreachable> {
+        let mut manager = self.manager()?;
+        let result = self.sweep(&mut manager, 200).await;
+        self.checked(result)
     }
 }

@@ -56,7 +56,7 @@ impl Connection {
                 .await
             }
             Some(Ok(WsMessage::Pong(_))) => {
-                self.state.presence.heartbeat(self.user.id, self.id).await;
+                self.state.presence.heartbeat(self.user.id, self.id);
                 Ok(())
             }
             Some(Ok(WsMessage::Ping(_))) => Ok(()),
@@ -82,7 +82,7 @@ impl Connection {
         };
         match event {
             ClientEvent::Ping { nonce } => {
-                self.state.presence.heartbeat(self.user.id, self.id).await;
+                self.state.presence.heartbeat(self.user.id, self.id);
                 self.send_event(&ServerEvent::Pong {
                     nonce,
                     server_time: now_ms(),
