@@ -43,6 +43,9 @@ step "browser tests (Playwright + Chromium)"
 step "benchmark smoke (every scenario, tiny and short; checks correctness, not speed)"
 cargo build -p dealnest-bench
 ./target/debug/dealnest-bench smoke --server target/debug/dealnest-chat --port 3190
+step "benchmark smoke on a 3-node cluster (PostgreSQL + Redis)"
+./target/debug/dealnest-bench smoke --server target/debug/dealnest-chat --port 3290 \
+  --postgres "$POSTGRES_URL" --nodes 3
 
 step "lints: server side"
 cargo clippy -p app -p dealnest-chat -p dealnest-bench --features app/ssr --all-targets -- -D warnings

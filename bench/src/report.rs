@@ -44,6 +44,9 @@ pub struct ServerUsage {
     pub cpu_percent: f64,
     pub rss_start_bytes: u64,
     pub rss_end_bytes: u64,
+    /// CPU time (ms, all CPUs) the hypervisor gave to other guests over the interval: a noisy
+    /// neighbour, not the server.
+    pub machine_steal_ms: u64,
 }
 
 impl ServerUsage {
@@ -60,6 +63,7 @@ impl ServerUsage {
             cpu_percent,
             rss_start_bytes: start.rss_bytes,
             rss_end_bytes: end.rss_bytes,
+            machine_steal_ms: end.machine_steal_ms.saturating_sub(start.machine_steal_ms),
         }
     }
 }
@@ -161,11 +165,12 @@ pub fn print(report: &Report, json: bool) {
     #[allow(clippy::cast_precision_loss)]
     let mib = |b: u64| b as f64 / 1_048_576.0;
     println!(
-        "server: {} ms CPU ({:.0}% of a core), RSS {:.1} → {:.1} MiB",
+        "server: {} ms CPU ({:.0}% of a core), RSS {:.1} → {:.1} MiB; machine steal {} ms",
         report.server.cpu_ms,
         report.server.cpu_percent,
         mib(report.server.rss_start_bytes),
-        mib(report.server.rss_end_bytes)
+        mib(report.server.rss_end_bytes),
+        report.server.machine_steal_ms
     );
 }
 
@@ -262,6 +267,14 @@ pub fn print_comparison(off: &Report, on: &Report, json: bool) {
         off.server.cpu_percent,
         on.server.cpu_percent,
         "% core",
+    ));
+    // Not the server's doing; shown so a difference can be told apart from a noisy neighbour.
+    #[allow(clippy::cast_precision_loss)]
+    rows.push((
+        "machine steal".into(),
+        off.server.machine_steal_ms as f64,
+        on.server.machine_steal_ms as f64,
+        "ms",
     ));
     if json {
         let rows: Vec<serde_json::Value> = rows

@@ -18,7 +18,7 @@ use crate::client::{Account, Api, SeqTracker, Socket, connect, delivered_message
 use crate::report::{
     Metric, Report, ServerUsage, Table, histogram, max_ms, percentiles, progress, record,
 };
-use crate::server::{ProcStats, Server};
+use crate::server::{ProcStats, Server, machine_steal_ms};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct RampArgs {
@@ -140,6 +140,8 @@ struct Step {
     cpu_us_per_msg: Option<f64>,
     /// Worst latency (ms) of the sends intended in each measured second.
     worst_per_second: Vec<f64>,
+    /// CPU time (ms, all CPUs) the hypervisor took from this machine in each measured second.
+    steal_per_second: Vec<u64>,
     lost: u64,
     duplicated: u64,
     missing: u64,
@@ -162,6 +164,7 @@ impl Step {
             json!(self.sends_per_sec),
             json!(self.cpu_us_per_msg),
             json!(self.worst_per_second),
+            json!(self.steal_per_second),
             json!(self.why.join(", ")),
         ]
     }
@@ -216,11 +219,19 @@ impl Run<'_> {
         let (measure_from, measure_to) = (started + warmup, started + warmup + measured);
         // The server's CPU over exactly the measured window, beside the sends answered in it.
         let pid = self.server_pid;
+        // And the machine's steal time in each measured second, beside its worst latency.
         let cpu = tokio::spawn(async move {
             tokio::time::sleep_until(measure_from.into()).await;
             let start = ProcStats::read(pid);
-            tokio::time::sleep_until(measure_to.into()).await;
-            (start, ProcStats::read(pid))
+            let mut steal_per_second = Vec::new();
+            let mut steal_before = machine_steal_ms();
+            for second in 1..=seconds {
+                tokio::time::sleep_until((measure_from + Duration::from_secs(second)).into()).await;
+                let steal = machine_steal_ms();
+                steal_per_second.push(steal.saturating_sub(steal_before));
+                steal_before = steal;
+            }
+            (start, ProcStats::read(pid), steal_per_second)
         });
 
         let senders = self.members.len() * self.channels.len();
@@ -293,7 +304,7 @@ impl Run<'_> {
             .acquire_many(u32::try_from(cap).unwrap_or(u32::MAX))
             .await
             .map_err(|e| e.to_string())?;
-        let (cpu_start, cpu_end) = cpu.await.map_err(|e| e.to_string())?;
+        let (cpu_start, cpu_end, steal_per_second) = cpu.await.map_err(|e| e.to_string())?;
 
         let expected = acked.load(Ordering::Relaxed) * self.members.len() as u64;
         let waited = Instant::now();
@@ -349,6 +360,7 @@ impl Run<'_> {
             cpu_us_per_msg: (achieved > 0 && self.server_pid != 0)
                 .then(|| cpu_ms as f64 * 1000.0 / achieved as f64),
             worst_per_second,
+            steal_per_second,
             lost,
             duplicated,
             missing,
@@ -508,6 +520,7 @@ pub async fn run(server: &Server, args: RampArgs) -> Result<Report, String> {
                 "sends/s",
                 "CPU µs/msg",
                 "worst ms per second",
+                "steal ms per second",
                 "why not",
             ],
             rows: steps.iter().map(Step::row).collect(),
