@@ -376,7 +376,17 @@ async fn redis_up_and_redis_errors_follow_an_outage() {
     proxy.down();
     let ann = app.signup("ann").await;
     let ann_ws = app.ws(&ann).await;
-    let down = Scrape::take(&app.http, metrics).await;
+    // The presence task applies the change after `hello`; Redis answers nothing for a second.
+    let mut down = Scrape::take(&app.http, metrics).await;
+    for _ in 0..100 {
+        if down.value("redis_up", &[]) == 0.0
+            && down.delta(&up, "presence_changes_total", &[("state", "online")]) == 1.0
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        down = Scrape::take(&app.http, metrics).await;
+    }
     assert_eq!(down.value("redis_up", &[]), 0.0);
     assert!(down.delta(&up, "redis_errors_total", &[]) >= 1.0);
     assert_eq!(

@@ -48,6 +48,19 @@ pub trait LeaseStore: Send {
         op: LeaseOp,
     ) -> Result<Transition, StoreUnreachable>;
 
+    /// Applies each change in order: one user's changes one after another, different users'
+    /// as this store sees fit (Redis runs them side by side). One transition per change.
+    async fn apply_many(
+        &mut self,
+        changes: &[(i64, ConnId, LeaseOp)],
+    ) -> Result<Vec<Transition>, StoreUnreachable> {
+        let mut transitions = Vec::with_capacity(changes.len());
+        for &(user_id, conn, op) in changes {
+            transitions.push(self.apply(user_id, conn, op).await?);
+        }
+        Ok(transitions)
+    }
+
     /// The current state of each user.
     async fn states(&mut self, user_ids: &[i64]) -> Result<Vec<PresenceState>, StoreUnreachable>;
 

@@ -92,11 +92,13 @@ impl PresenceService {
     }
 
     async fn lease(&self, user_id: i64, conn: ConnId, op: LeaseOp) {
-        // Fails only once the task is gone: the server is stopping and presence with it.
-        let _ = self
-            .commands
-            .send(Command::Lease { user_id, conn, op })
-            .await;
+        // Waits only when the queue is full; fails only once the task is gone, when the server
+        // stops and presence with it.
+        if let Err(mpsc::error::TrySendError::Full(command)) =
+            self.commands.try_send(Command::Lease { user_id, conn, op })
+        {
+            let _ = self.commands.send(command).await;
+        }
     }
 
     /// Refreshes the connection's Redis lease (nothing to do in memory, where leases end

@@ -52,6 +52,9 @@ pub enum Command {
     },
 }
 
+/// Most commands applied together: their Redis round trips overlap.
+const MAX_BATCH: usize = 512;
+
 /// Announcements waiting for the announcer; beyond this the presence task waits for room.
 const ANNOUNCE_QUEUE: usize = 4096;
 
@@ -143,13 +146,14 @@ impl PresenceTask {
     pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         let mut upkeep = tokio::time::interval(self.config.sweep_every);
         upkeep.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut batch = Vec::with_capacity(MAX_BATCH);
         loop {
             let next_settle = self.settle_at.peek().map(|Reverse((at, _))| *at);
             let say_again_at = self.say_again_at;
             tokio::select! {
-                command = commands.recv() => match command {
-                    Some(command) => self.on_command(command).await,
-                    None => break,
+                received = commands.recv_many(&mut batch, MAX_BATCH) => match received {
+                    0 => break,
+                    _ => self.on_commands(&mut batch).await,
                 },
                 () = sleep_until_some(next_settle) => self.settle_due().await,
                 _ = upkeep.tick(), if self.redis.is_some() => self.upkeep().await,
@@ -168,43 +172,63 @@ impl PresenceTask {
         }
     }
 
-    async fn on_command(&mut self, command: Command) {
-        match command {
-            Command::Lease { user_id, conn, op } => self.change(user_id, conn, op).await,
-            Command::Heartbeat { user_id, conn } => {
-                if let Some(away) = self.memory.away(user_id, conn)
-                    && let Some(transition) = self
-                        .redis_apply(user_id, conn, LeaseOp::Upsert { away })
-                        .await
-                {
-                    self.on_transition(user_id, transition).await;
+    /// Applies the lease changes among `commands` together, in order, and answers each
+    /// snapshot after the changes queued before it.
+    async fn on_commands(&mut self, commands: &mut Vec<Command>) {
+        let mut changes = Vec::with_capacity(commands.len());
+        for command in commands.drain(..) {
+            match command {
+                Command::Lease { user_id, conn, op } => changes.push((user_id, conn, op)),
+                // Refreshing is upserting the lease as it is; memory sees no change in it.
+                Command::Heartbeat { user_id, conn } => {
+                    if let Some(away) = self.memory.away(user_id, conn) {
+                        changes.push((user_id, conn, LeaseOp::Upsert { away }));
+                    }
+                }
+                Command::States { user_ids, reply } => {
+                    self.change(std::mem::take(&mut changes)).await;
+                    let states = self.states(&user_ids).await;
+                    // The asker may have given up (its request was cancelled).
+                    let _ = reply.send(states);
                 }
             }
-            Command::States { user_ids, reply } => {
-                let states = self.states(&user_ids).await;
-                // The asker may have given up (its request was cancelled).
-                let _ = reply.send(states);
-            }
         }
+        self.change(changes).await;
     }
 
-    async fn change(&mut self, user_id: i64, conn: ConnId, op: LeaseOp) {
-        let local = self.memory.change(user_id, conn, op);
-        let transition = match self.redis_apply(user_id, conn, op).await {
-            Some(transition) => transition,
-            None => {
-                if self.redis.is_some() && local != Transition::Unchanged {
-                    self.changed_while_down.insert(user_id);
-                }
-                local
-            }
-        };
-        // Memory settles too when Redis still sees the user elsewhere, so a later fallback to
-        // memory does not start from a stale state.
-        if local == Transition::Emptied && transition != Transition::Emptied {
-            self.settle_after_grace(user_id);
+    /// Applies `changes` here and, while it is in use, in Redis, which then decides.
+    async fn change(&mut self, changes: Vec<(i64, ConnId, LeaseOp)>) {
+        if changes.is_empty() {
+            return;
         }
-        self.on_transition(user_id, transition).await;
+        let locals: Vec<Transition> = changes
+            .iter()
+            .map(|&(user_id, conn, op)| self.memory.change(user_id, conn, op))
+            .collect();
+        let decided = match self.redis_in_use() {
+            Some(redis) => {
+                let result = redis.apply_many(&changes).await;
+                self.redis_checked(result)
+            }
+            None => None,
+        };
+        for (index, (&(user_id, _, _), local)) in changes.iter().zip(locals).enumerate() {
+            let transition = match &decided {
+                Some(transitions) => transitions[index],
+                None => {
+                    if self.redis.is_some() && local != Transition::Unchanged {
+                        self.changed_while_down.insert(user_id);
+                    }
+                    local
+                }
+            };
+            // Memory settles too when Redis still sees the user elsewhere, so a later fallback
+            // to memory does not start from a stale state.
+            if local == Transition::Emptied && transition != Transition::Emptied {
+                self.settle_after_grace(user_id);
+            }
+            self.on_transition(user_id, transition).await;
+        }
     }
 
     async fn on_transition(&mut self, user_id: i64, transition: Transition) {
@@ -228,23 +252,19 @@ impl PresenceTask {
 
     async fn settle_due(&mut self) {
         let now = Instant::now();
+        let mut due = Vec::new();
         while let Some(Reverse((at, user_id))) = self.settle_at.peek().copied()
             && at <= now
         {
             self.settle_at.pop();
-            self.change(user_id, 0, LeaseOp::Settle).await;
+            due.push((user_id, 0, LeaseOp::Settle));
         }
+        self.change(due).await;
     }
 
     /// The Redis store while it is in use.
     fn redis_in_use(&mut self) -> Option<&mut RedisLeases> {
         self.redis.as_mut().filter(|redis| redis.is_up())
-    }
-
-    /// Applies `op` in Redis; `None` when Redis is not in use (or just failed).
-    async fn redis_apply(&mut self, user_id: i64, conn: ConnId, op: LeaseOp) -> Option<Transition> {
-        let result = self.redis_in_use()?.apply(user_id, conn, op).await;
-        self.redis_checked(result)
     }
 
     async fn states(&mut self, user_ids: &[i64]) -> Vec<PresenceState> {
@@ -277,9 +297,13 @@ impl PresenceTask {
     async fn upkeep(&mut self) {
         if let Some(redis) = self.redis_in_use() {
             let result = redis.due().await;
-            for user_id in self.redis_checked(result).unwrap_or_default() {
-                self.change(user_id, 0, LeaseOp::Settle).await;
-            }
+            let due = self.redis_checked(result).unwrap_or_default();
+            self.change(
+                due.into_iter()
+                    .map(|user_id| (user_id, 0, LeaseOp::Settle))
+                    .collect(),
+            )
+            .await;
         } else if let Some(redis) = &self.redis
             && self.reconnecting.is_none()
         {
