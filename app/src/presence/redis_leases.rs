@@ -398,3 +398,75 @@ impl LeaseStore for RedisLeases {
         self.checked(result)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Leases of one node under a key prefix no other run uses; needs the Redis at `REDIS_URL`
+    /// (the machine's by default), as `scripts/test.sh` provides.
+    async fn connected_leases(prefix: &str) -> RedisLeases {
+        let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let ttl = Duration::from_secs(60);
+        let mut leases = RedisLeases::new(&url, prefix, "node-a", ttl, ttl).expect("Redis URL");
+        let manager = leases
+            .connect()
+            .await
+            .expect("Redis must be running at REDIS_URL");
+        leases.use_connection(manager);
+        leases
+    }
+
+    async fn remove_keys(leases: &RedisLeases, prefix: &str) {
+        let mut manager = leases.manager().expect("connected");
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{prefix}:*"))
+            .query_async(&mut manager)
+            .await
+            .expect("KEYS");
+        if !keys.is_empty() {
+            let () = redis::cmd("DEL")
+                .arg(keys)
+                .query_async(&mut manager)
+                .await
+                .expect("DEL");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_applies_each_users_changes_in_order_and_reports_each() {
+        use PresenceState::{Away, Offline, Online};
+        let prefix = format!(
+            "test-batch-{}-{}",
+            std::process::id(),
+            crate::server::now_ms()
+        );
+        let mut leases = connected_leases(&prefix).await;
+        let changes = [
+            (1, 10, LeaseOp::Upsert { away: false }),
+            (2, 20, LeaseOp::Upsert { away: true }),
+            (1, 11, LeaseOp::Upsert { away: true }),
+            (1, 10, LeaseOp::Remove),
+            (2, 20, LeaseOp::Remove),
+            (1, 11, LeaseOp::Remove),
+            (2, 0, LeaseOp::Settle),
+        ];
+        let transitions = leases.apply_many(&changes).await;
+        let states = leases.states(&[1, 2]).await;
+        remove_keys(&leases, &prefix).await;
+        assert_eq!(
+            transitions.expect("Redis answered"),
+            vec![
+                Transition::Changed(Online),
+                Transition::Changed(Away),
+                Transition::Unchanged,
+                // Only the away connection is left.
+                Transition::Changed(Away),
+                Transition::Emptied,
+                Transition::Emptied,
+                Transition::Changed(Offline),
+            ]
+        );
+        assert_eq!(states.expect("Redis answered"), vec![Away, Offline]);
+    }
+}
