@@ -100,6 +100,38 @@ async fn reload_within_grace_does_not_flap() {
     bob_ws.assert_quiet(1_000).await;
 }
 
+/// Back and gone again within the grace period: the grace counts from the last close, not the
+/// first, on memory and on Redis alike.
+async fn grace_counts_from_the_last_close(app: &TestApp) {
+    let (ann, _bob, mut bob_ws) = ann_and_observer(app).await;
+    let tab = app.ws(&ann).await;
+    assert_eq!(next_presence(&mut bob_ws, &ann).await["state"], "online");
+    tab.close().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.ws(&ann).await.close().await;
+    let last_close = std::time::Instant::now();
+    assert_eq!(next_presence(&mut bob_ws, &ann).await["state"], "offline");
+    let waited = last_close.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900),
+        "offline {waited:?} after the last close; the grace is 1 s"
+    );
+}
+
+#[tokio::test]
+async fn grace_counts_from_the_last_close_in_memory() {
+    let mut config = TestApp::test_config();
+    config.presence.grace = Duration::from_secs(1);
+    grace_counts_from_the_last_close(&TestApp::spawn_with(config).await).await;
+}
+
+#[tokio::test]
+async fn grace_counts_from_the_last_close_in_redis() {
+    let mut config = redis_config(redis_url());
+    config.presence.grace = Duration::from_secs(1);
+    grace_counts_from_the_last_close(&TestApp::spawn_with(config).await).await;
+}
+
 #[tokio::test]
 async fn presence_snapshot_only_covers_people_who_share_a_channel() {
     let app = TestApp::spawn().await;

@@ -52,6 +52,14 @@ pub enum Command {
     },
 }
 
+/// A change to one connection's lease, as queued.
+#[derive(Clone, Copy)]
+enum Change {
+    Lease(LeaseOp),
+    /// Refresh the lease as it is when the change applies (a heartbeat).
+    Refresh,
+}
+
 /// Most commands applied together: their Redis round trips overlap.
 const MAX_BATCH: usize = 512;
 
@@ -79,6 +87,9 @@ pub struct PresenceTask {
     changed_while_down: HashSet<i64>,
     /// Users whose grace period ends, by when.
     settle_at: BinaryHeap<Reverse<(Instant, i64)>>,
+    /// Each user's latest grace deadline: an earlier one (the user came back and left again
+    /// meanwhile) settles nothing, so the grace period counts from the last close.
+    latest_settle: HashMap<i64, Instant>,
     /// When to say again what changed during the last Redis outage.
     say_again_at: Option<Instant>,
     /// A reconnect to Redis in flight.
@@ -131,6 +142,7 @@ impl PresenceTask {
             redis_up: Arc::new(AtomicBool::new(up)),
             changed_while_down: HashSet::new(),
             settle_at: BinaryHeap::new(),
+            latest_settle: HashMap::new(),
             say_again_at: None,
             reconnecting: None,
             announcer,
@@ -144,7 +156,9 @@ impl PresenceTask {
 
     /// Serves commands until every handle is gone.
     pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
-        let mut upkeep = tokio::time::interval(self.config.sweep_every);
+        // `interval` refuses a zero period.
+        let every = self.config.sweep_every.max(Duration::from_millis(1));
+        let mut upkeep = tokio::time::interval(every);
         upkeep.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut batch = Vec::with_capacity(MAX_BATCH);
         loop {
@@ -178,12 +192,11 @@ impl PresenceTask {
         let mut changes = Vec::with_capacity(commands.len());
         for command in commands.drain(..) {
             match command {
-                Command::Lease { user_id, conn, op } => changes.push((user_id, conn, op)),
-                // Refreshing is upserting the lease as it is; memory sees no change in it.
+                Command::Lease { user_id, conn, op } => {
+                    changes.push((user_id, conn, Change::Lease(op)));
+                }
                 Command::Heartbeat { user_id, conn } => {
-                    if let Some(away) = self.memory.away(user_id, conn) {
-                        changes.push((user_id, conn, LeaseOp::Upsert { away }));
-                    }
+                    changes.push((user_id, conn, Change::Refresh));
                 }
                 Command::States { user_ids, reply } => {
                     self.change(std::mem::take(&mut changes)).await;
@@ -197,14 +210,26 @@ impl PresenceTask {
     }
 
     /// Applies `changes` here and, while it is in use, in Redis, which then decides.
-    async fn change(&mut self, changes: Vec<(i64, ConnId, LeaseOp)>) {
-        if changes.is_empty() {
+    async fn change(&mut self, changes: Vec<(i64, ConnId, Change)>) {
+        let mut applied = Vec::with_capacity(changes.len());
+        let mut locals = Vec::with_capacity(changes.len());
+        for (user_id, conn, change) in changes {
+            let op = match change {
+                Change::Lease(op) => op,
+                // Upserting the lease as it is now, after the changes before it in the batch
+                // (an away reported just before stays away); nothing for a closed connection.
+                Change::Refresh => match self.memory.away(user_id, conn) {
+                    Some(away) => LeaseOp::Upsert { away },
+                    None => continue,
+                },
+            };
+            locals.push(self.memory.change(user_id, conn, op));
+            applied.push((user_id, conn, op));
+        }
+        if applied.is_empty() {
             return;
         }
-        let locals: Vec<Transition> = changes
-            .iter()
-            .map(|&(user_id, conn, op)| self.memory.change(user_id, conn, op))
-            .collect();
+        let changes = applied;
         let decided = match self.redis_in_use() {
             Some(redis) => {
                 let result = redis.apply_many(&changes).await;
@@ -246,8 +271,9 @@ impl PresenceTask {
     }
 
     fn settle_after_grace(&mut self, user_id: i64) {
-        self.settle_at
-            .push(Reverse((Instant::now() + self.config.grace, user_id)));
+        let at = Instant::now() + self.config.grace;
+        self.settle_at.push(Reverse((at, user_id)));
+        self.latest_settle.insert(user_id, at);
     }
 
     async fn settle_due(&mut self) {
@@ -257,7 +283,10 @@ impl PresenceTask {
             && at <= now
         {
             self.settle_at.pop();
-            due.push((user_id, 0, LeaseOp::Settle));
+            if self.latest_settle.get(&user_id) == Some(&at) {
+                self.latest_settle.remove(&user_id);
+                due.push((user_id, 0, Change::Lease(LeaseOp::Settle)));
+            }
         }
         self.change(due).await;
     }
@@ -300,7 +329,7 @@ impl PresenceTask {
             let due = self.redis_checked(result).unwrap_or_default();
             self.change(
                 due.into_iter()
-                    .map(|user_id| (user_id, 0, LeaseOp::Settle))
+                    .map(|user_id| (user_id, 0, Change::Lease(LeaseOp::Settle)))
                     .collect(),
             )
             .await;
@@ -350,23 +379,39 @@ impl PresenceTask {
         let Some(redis) = self.redis.as_mut() else {
             return Ok(());
         };
-        let mut transitions = Vec::new();
-        for (user_id, conn) in redis.own_leases().await? {
-            let still_open = open
-                .iter()
-                .any(|(user, open_conn, _)| *user == user_id && *open_conn == conn);
-            if !still_open {
-                let mut transition = redis.apply(user_id, conn, LeaseOp::Remove).await?;
-                // Gone for a while already: no grace period, and settled here, while this node
-                // still decides from memory.
-                if transition == Transition::Emptied {
-                    transition = redis.apply(user_id, conn, LeaseOp::Settle).await?;
-                }
-                transitions.push((user_id, transition));
-            }
-        }
-        for (user_id, conn, away) in open {
-            let transition = redis.apply(user_id, conn, LeaseOp::Upsert { away }).await?;
+        let still_open: HashSet<(i64, ConnId)> =
+            open.iter().map(|(user, conn, _)| (*user, *conn)).collect();
+        let closed: Vec<(i64, ConnId, LeaseOp)> = redis
+            .own_leases()
+            .await?
+            .into_iter()
+            .filter(|lease| !still_open.contains(lease))
+            .map(|(user_id, conn)| (user_id, conn, LeaseOp::Remove))
+            .collect();
+        let removed = redis.apply_many(&closed).await?;
+        // Gone for a while already: no grace period, and settled here, while this node still
+        // decides from memory.
+        let emptied: Vec<(i64, ConnId, LeaseOp)> = closed
+            .iter()
+            .zip(&removed)
+            .filter(|(_, transition)| **transition == Transition::Emptied)
+            .map(|(&(user_id, conn, _), _)| (user_id, conn, LeaseOp::Settle))
+            .collect();
+        let settled = redis.apply_many(&emptied).await?;
+        let reopened: Vec<(i64, ConnId, LeaseOp)> = open
+            .iter()
+            .map(|&(user_id, conn, away)| (user_id, conn, LeaseOp::Upsert { away }))
+            .collect();
+        let upserted = redis.apply_many(&reopened).await?;
+
+        let mut transitions: Vec<(i64, Transition)> = closed
+            .iter()
+            .zip(removed)
+            .filter(|(_, transition)| *transition != Transition::Emptied)
+            .chain(emptied.iter().zip(settled))
+            .map(|(&(user_id, _, _), transition)| (user_id, transition))
+            .collect();
+        for (&(user_id, _, _), transition) in reopened.iter().zip(upserted) {
             // What was announced from memory during the outage need not be said again.
             if let Transition::Changed(state) = transition
                 && self.memory.state(user_id) == state
