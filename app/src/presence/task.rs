@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use futures::StreamExt;
 use redis::RedisResult;
 use redis::aio::ConnectionManager;
 use tokio::sync::{mpsc, oneshot};
@@ -65,6 +66,12 @@ const MAX_BATCH: usize = 512;
 
 /// Announcements waiting for the announcer; beyond this the presence task waits for room.
 const ANNOUNCE_QUEUE: usize = 4096;
+
+/// Most announcements taken at once.
+const ANNOUNCE_BATCH: usize = 256;
+/// Users announced at the same time: each takes a database connection for a moment, and sends
+/// need those too.
+const ANNOUNCE_CONCURRENCY: usize = 8;
 
 /// What the announcer tells the users who share a channel with each user.
 enum Announcement {
@@ -442,39 +449,70 @@ impl PresenceTask {
 
 /// Tells, in order, everyone who shares a channel with each user what presence changed.
 async fn announce(db: Arc<dyn Database>, hub: Hub, mut queue: mpsc::Receiver<Announcement>) {
-    while let Some(announcement) = queue.recv().await {
-        match announcement {
-            Announcement::Changed { user_id, state } => {
-                metrics::presence_changed(state);
-                let last_seen_at = if state == PresenceState::Offline {
-                    let now = now_ms();
-                    if let Err(error) = db.touch_last_seen(user_id, now).await {
-                        tracing::error!(%error, user_id, "presence: storing last-seen failed");
-                    }
-                    Some(now)
-                } else {
-                    None
-                };
-                publish(&*db, &hub, user_id, state, last_seen_at).await;
-            }
-            Announcement::Again(states) => {
-                let users: Vec<i64> = states.iter().map(|(user, _)| *user).collect();
-                let last_seen: HashMap<i64, Option<i64>> = match db.last_seen_of(&users).await {
-                    Ok(seen) => seen.into_iter().collect(),
-                    Err(error) => {
-                        tracing::warn!(%error, "presence: reading last-seen failed");
-                        HashMap::new()
-                    }
-                };
-                for (user_id, state) in states {
-                    let last_seen_at = (state == PresenceState::Offline)
-                        .then(|| last_seen.get(&user_id).copied().flatten())
-                        .flatten();
-                    publish(&*db, &hub, user_id, state, last_seen_at).await;
+    let mut batch = Vec::with_capacity(ANNOUNCE_BATCH);
+    while queue.recv_many(&mut batch, ANNOUNCE_BATCH).await > 0 {
+        let mut changed = Vec::new();
+        for announcement in batch.drain(..) {
+            match announcement {
+                Announcement::Changed { user_id, state } => changed.push((user_id, state)),
+                Announcement::Again(states) => {
+                    announce_changes(&*db, &hub, std::mem::take(&mut changed)).await;
+                    announce_again(&*db, &hub, states).await;
                 }
             }
         }
+        announce_changes(&*db, &hub, changed).await;
     }
+}
+
+/// Announces transitions: one user's in order, up to [`ANNOUNCE_CONCURRENCY`] users at a time.
+async fn announce_changes(db: &dyn Database, hub: &Hub, changed: Vec<(i64, PresenceState)>) {
+    let mut by_user: HashMap<i64, Vec<PresenceState>> = HashMap::new();
+    for (user_id, state) in changed {
+        by_user.entry(user_id).or_default().push(state);
+    }
+    futures::stream::iter(by_user)
+        .for_each_concurrent(ANNOUNCE_CONCURRENCY, |(user_id, states)| async move {
+            for state in states {
+                announce_change(db, hub, user_id, state).await;
+            }
+        })
+        .await;
+}
+
+/// Going offline also stores last-seen.
+async fn announce_change(db: &dyn Database, hub: &Hub, user_id: i64, state: PresenceState) {
+    metrics::presence_changed(state);
+    let last_seen_at = if state == PresenceState::Offline {
+        let now = now_ms();
+        if let Err(error) = db.touch_last_seen(user_id, now).await {
+            tracing::error!(%error, user_id, "presence: storing last-seen failed");
+        }
+        Some(now)
+    } else {
+        None
+    };
+    publish(db, hub, user_id, state, last_seen_at).await;
+}
+
+/// States said again after an outage; offline with the stored last-seen.
+async fn announce_again(db: &dyn Database, hub: &Hub, states: Vec<(i64, PresenceState)>) {
+    let users: Vec<i64> = states.iter().map(|(user, _)| *user).collect();
+    let last_seen: HashMap<i64, Option<i64>> = match db.last_seen_of(&users).await {
+        Ok(seen) => seen.into_iter().collect(),
+        Err(error) => {
+            tracing::warn!(%error, "presence: reading last-seen failed");
+            HashMap::new()
+        }
+    };
+    futures::stream::iter(states)
+        .for_each_concurrent(ANNOUNCE_CONCURRENCY, |(user_id, state)| {
+            let last_seen_at = (state == PresenceState::Offline)
+                .then(|| last_seen.get(&user_id).copied().flatten())
+                .flatten();
+            publish(db, hub, user_id, state, last_seen_at)
+        })
+        .await;
 }
 
 /// Tells everyone who shares a channel with `user_id` its `state` (and, offline, when it was
