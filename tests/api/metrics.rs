@@ -83,6 +83,23 @@ struct Scrape {
 }
 
 impl Scrape {
+    /// Scrapes every 100 ms until `done` holds (at most 10 s); the last scrape either way.
+    async fn take_until(
+        http: &reqwest::Client,
+        metrics: SocketAddr,
+        done: impl Fn(&Self) -> bool,
+    ) -> Self {
+        let mut scrape = Self::take(http, metrics).await;
+        for _ in 0..100 {
+            if done(&scrape) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            scrape = Self::take(http, metrics).await;
+        }
+        scrape
+    }
+
     async fn take(http: &reqwest::Client, metrics: SocketAddr) -> Self {
         let response = http
             .get(format!("http://{metrics}/metrics"))
@@ -362,14 +379,7 @@ async fn redis_up_and_redis_errors_follow_an_outage() {
     assert!(at_start.value("redis_errors_total", &[]) >= 1.0);
 
     proxy.up().await;
-    let mut up = Scrape::take(&app.http, metrics).await;
-    for _ in 0..100 {
-        if up.value("redis_up", &[]) == 1.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        up = Scrape::take(&app.http, metrics).await;
-    }
+    let up = Scrape::take_until(&app.http, metrics, |up| up.value("redis_up", &[]) == 1.0).await;
     assert_eq!(up.value("redis_up", &[]), 1.0, "reachable again");
 
     // Down again: the next presence change finds out, falls back to memory and says so.
@@ -377,16 +387,11 @@ async fn redis_up_and_redis_errors_follow_an_outage() {
     let ann = app.signup("ann").await;
     let ann_ws = app.ws(&ann).await;
     // The presence task applies the change after `hello`; Redis answers nothing for a second.
-    let mut down = Scrape::take(&app.http, metrics).await;
-    for _ in 0..100 {
-        if down.value("redis_up", &[]) == 0.0
+    let down = Scrape::take_until(&app.http, metrics, |down| {
+        down.value("redis_up", &[]) == 0.0
             && down.delta(&up, "presence_changes_total", &[("state", "online")]) == 1.0
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        down = Scrape::take(&app.http, metrics).await;
-    }
+    })
+    .await;
     assert_eq!(down.value("redis_up", &[]), 0.0);
     assert!(down.delta(&up, "redis_errors_total", &[]) >= 1.0);
     assert_eq!(

@@ -4,6 +4,7 @@
 //! node's leases through Redis.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 
 use async_trait::async_trait;
 
@@ -32,28 +33,26 @@ pub enum LeaseOp {
     Settle,
 }
 
-/// A lease store that could not be reached; the caller decides from memory meanwhile.
-#[derive(Debug, thiserror::Error)]
-#[error("presence store unreachable: {0}")]
-pub struct StoreUnreachable(#[from] pub redis::RedisError);
-
 /// Applies lease changes and reports presence transitions; memory and Redis implement it.
 #[async_trait]
 pub trait LeaseStore: Send {
+    /// Why the store could not answer (`Infallible` for memory).
+    type Error: Send;
+
     /// Applies `op` to connection `conn`'s lease of `user_id`.
     async fn apply(
         &mut self,
         user_id: i64,
         conn: ConnId,
         op: LeaseOp,
-    ) -> Result<Transition, StoreUnreachable>;
+    ) -> Result<Transition, Self::Error>;
 
     /// Applies each change in order: one user's changes one after another, different users'
     /// as this store sees fit (Redis runs them side by side). One transition per change.
     async fn apply_many(
         &mut self,
         changes: &[(i64, ConnId, LeaseOp)],
-    ) -> Result<Vec<Transition>, StoreUnreachable> {
+    ) -> Result<Vec<Transition>, Self::Error> {
         let mut transitions = Vec::with_capacity(changes.len());
         for &(user_id, conn, op) in changes {
             transitions.push(self.apply(user_id, conn, op).await?);
@@ -62,10 +61,10 @@ pub trait LeaseStore: Send {
     }
 
     /// The current state of each user.
-    async fn states(&mut self, user_ids: &[i64]) -> Result<Vec<PresenceState>, StoreUnreachable>;
+    async fn states(&mut self, user_ids: &[i64]) -> Result<Vec<PresenceState>, Self::Error>;
 
     /// Users to settle now: leases that expired without a heartbeat, or whose node died.
-    async fn due(&mut self) -> Result<Vec<i64>, StoreUnreachable>;
+    async fn due(&mut self) -> Result<Vec<i64>, Self::Error>;
 }
 
 /// This node's connections and the presence they add up to. Always kept, also while Redis
@@ -107,7 +106,7 @@ impl MemoryLeases {
     }
 
     /// Applies `op` here; what it does to the user's presence as this node alone sees it.
-    pub fn change(&mut self, user_id: i64, conn: ConnId, op: LeaseOp) -> Transition {
+    fn change(&mut self, user_id: i64, conn: ConnId, op: LeaseOp) -> Transition {
         self.record(user_id, conn, op);
         self.decide(user_id, op)
     }
@@ -160,21 +159,23 @@ impl MemoryLeases {
 
 #[async_trait]
 impl LeaseStore for MemoryLeases {
+    type Error = Infallible;
+
     async fn apply(
         &mut self,
         user_id: i64,
         conn: ConnId,
         op: LeaseOp,
-    ) -> Result<Transition, StoreUnreachable> {
+    ) -> Result<Transition, Self::Error> {
         Ok(self.change(user_id, conn, op))
     }
 
-    async fn states(&mut self, user_ids: &[i64]) -> Result<Vec<PresenceState>, StoreUnreachable> {
+    async fn states(&mut self, user_ids: &[i64]) -> Result<Vec<PresenceState>, Self::Error> {
         Ok(user_ids.iter().map(|id| self.state(*id)).collect())
     }
 
     /// Memory leases end explicitly (on close), never by expiry.
-    async fn due(&mut self) -> Result<Vec<i64>, StoreUnreachable> {
+    async fn due(&mut self) -> Result<Vec<i64>, Self::Error> {
         Ok(Vec::new())
     }
 }

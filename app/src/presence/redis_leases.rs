@@ -18,8 +18,9 @@ use redis::aio::ConnectionManager;
 use redis::{Client, RedisResult, Script};
 
 use super::PresenceState;
-use super::leases::{LeaseOp, LeaseStore, StoreUnreachable, Transition};
+use super::leases::{LeaseOp, LeaseStore, Transition};
 use crate::realtime::hub::ConnId;
+use crate::realtime::redis_bus::connect_fail_fast;
 
 const APPLY: &str = r#"
 local leases, away, states, expiring, nodes, node_users, alive = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
@@ -113,6 +114,11 @@ local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
 "#;
 
+/// Redis could not be reached; the caller decides from memory meanwhile.
+#[derive(Debug, thiserror::Error)]
+#[error("Redis unreachable: {0}")]
+pub struct StoreUnreachable(#[from] pub redis::RedisError);
+
 pub struct RedisLeases {
     client: Client,
     /// The connection while Redis is reachable; dropped on the first failure.
@@ -186,12 +192,7 @@ impl RedisLeases {
     pub fn connect(&self) -> impl Future<Output = RedisResult<ConnectionManager>> + Send + 'static {
         let client = self.client.clone();
         async move {
-            let config = redis::aio::ConnectionManagerConfig::new()
-                .set_connection_timeout(Duration::from_secs(1))
-                .set_response_timeout(Duration::from_secs(1))
-                .set_number_of_retries(1)
-                .set_max_delay(200);
-            let mut manager = client.get_connection_manager_with_config(config).await?;
+            let mut manager = connect_fail_fast(&client).await?;
             let _: String = redis::cmd("PING").query_async(&mut manager).await?;
             Ok(manager)
         }
@@ -322,6 +323,8 @@ impl RedisLeases {
 
 #[async_trait]
 impl LeaseStore for RedisLeases {
+    type Error = StoreUnreachable;
+
     /// Applies the change in one script; leases last the lease TTL from now by Redis's clock.
     async fn apply(
         &mut self,

@@ -1,6 +1,7 @@
 //! The presence task: owns this node's leases ([`MemoryLeases`]) and, with Redis configured,
-//! the shared ones ([`RedisLeases`]); takes commands from [`PresenceService`] handles one at a
-//! time, so lease changes of one connection apply in the order they happened.
+//! the shared ones ([`RedisLeases`]); takes commands from [`PresenceService`] handles up to 512
+//! at a time and applies them in order (one user's one after another, different users' Redis
+//! scripts side by side), so lease changes of one connection apply in the order they happened.
 //!
 //! Redis decides user-level transitions for every node while it is reachable; a sweep settles
 //! users whose leases expired and those of a node that died (its liveness key, renewed every
@@ -10,7 +11,7 @@
 //! says again what changed, so every node's view converges.
 //!
 //! Announcing (storing last-seen, finding who to tell, publishing) is a second task fed in
-//! order, so database work never holds up lease changes.
+//! order, so database work holds up lease changes only once its queue is full.
 //!
 //! [`PresenceService`]: super::service::PresenceService
 
@@ -28,13 +29,13 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::PresenceState;
-use super::leases::{LeaseOp, LeaseStore, MemoryLeases, StoreUnreachable, Transition};
-use super::redis_leases::RedisLeases;
+use super::leases::{LeaseOp, LeaseStore, MemoryLeases, Transition};
+use super::redis_leases::{RedisLeases, StoreUnreachable};
 use super::service::PresenceConfig;
 use crate::realtime::broker::Target;
 use crate::realtime::hub::{ConnId, Hub};
 use crate::realtime::protocol::ServerEvent;
-use crate::server::{Database, metrics, now_ms};
+use crate::server::{Database, metrics, now_ms, sleep_until_some};
 
 /// What a [`PresenceService`](super::service::PresenceService) asks of the task.
 pub enum Command {
@@ -230,7 +231,8 @@ impl PresenceTask {
                     None => continue,
                 },
             };
-            locals.push(self.memory.change(user_id, conn, op));
+            let Ok(local) = self.memory.apply(user_id, conn, op).await;
+            locals.push(local);
             applied.push((user_id, conn, op));
         }
         if applied.is_empty() {
@@ -310,7 +312,8 @@ impl PresenceTask {
                 return states;
             }
         }
-        user_ids.iter().map(|id| self.memory.state(*id)).collect()
+        let Ok(states) = self.memory.states(user_ids).await;
+        states
     }
 
     /// The value, or `None` after noting that Redis failed.
@@ -541,13 +544,6 @@ async fn publish(
                 last_seen_at,
             },
         );
-    }
-}
-
-async fn sleep_until_some(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 

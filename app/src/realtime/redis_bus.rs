@@ -182,13 +182,21 @@ async fn publish(config: BusConfig, mut queue: mpsc::Receiver<(u64, String)>) {
     }
 }
 
-async fn connect(client: &redis::Client) -> Option<redis::aio::ConnectionManager> {
+/// A connection that fails fast (1 s to connect or answer, one retry), so a Redis outage is
+/// noticed within a second; the bus and presence both use it.
+pub(crate) async fn connect_fail_fast(
+    client: &redis::Client,
+) -> redis::RedisResult<redis::aio::ConnectionManager> {
     let config = redis::aio::ConnectionManagerConfig::new()
         .set_connection_timeout(Duration::from_secs(1))
         .set_response_timeout(Duration::from_secs(1))
         .set_number_of_retries(1)
         .set_max_delay(200);
-    match client.get_connection_manager_with_config(config).await {
+    client.get_connection_manager_with_config(config).await
+}
+
+async fn connect(client: &redis::Client) -> Option<redis::aio::ConnectionManager> {
+    match connect_fail_fast(client).await {
         Ok(manager) => Some(manager),
         Err(error) => {
             tracing::warn!(%error, "cannot reach Redis to publish");

@@ -26,6 +26,15 @@ pub fn state() -> Result<AppState, ApiError> {
     })
 }
 
+/// Completes at `at`, never when there is no moment set: a `select!` branch for an optional
+/// deadline.
+pub async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Wall-clock time in Unix epoch milliseconds, the unit of every stored timestamp.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 use crate::auth::server::AuthUser;
 use crate::realtime::hub::{ConnId, Kick, Outbound, Registration};
 use crate::realtime::protocol::{PROTOCOL_VERSION, ServerEvent, close_code};
-use crate::server::{AppState, metrics, now_ms};
+use crate::server::{AppState, metrics, now_ms, sleep_until_some};
 
 pub use inbound::parse_client_event;
 use inbound::{EVENT_BURST, TokenBucket};
@@ -207,12 +207,4 @@ pub async fn run(
 fn drain_close_at(drain: Duration) -> tokio::time::Instant {
     let fraction = f64::from(getrandom::u32().unwrap_or(0)) / f64::from(u32::MAX);
     tokio::time::Instant::now() + drain.mul_f64(fraction)
-}
-
-/// Completes at `at`, never when there is no moment set.
-async fn sleep_until_some(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }
