@@ -21,10 +21,14 @@ export LEPTOS_OUTPUT_NAME=dealnest-chat
 step "formatting"
 cargo fmt --all --check
 
+step "no new import cycle between sibling modules (docs/ARCHITECTURE.md, Layering)"
+python3 scripts/check-module-cycles.py --known scripts/module-cycles.known --max-lines 3
+
 # Each suite that stores anything runs twice: on SQLite (a temporary file per test) and on
 # PostgreSQL (a scratch database per test), selected by TEST_DATABASE_URL.
 step "unit and storage tests (app, ssr) on SQLite"
 cargo test -p app --features ssr
+cargo test -p dealnest-test-support
 step "storage tests on PostgreSQL"
 TEST_DATABASE_URL="$POSTGRES_URL" cargo test -p app --features ssr --test store
 

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use app::channels::store::MembershipCaps;
 use app::presence::service::PresenceConfig;
-use app::realtime::hub::HubConfig;
-use app::realtime::sequencer::HeadCheck;
+use app::realtime::server::fanout::HubConfig;
+use app::realtime::server::sequencer::HeadCheck;
 use app::server::AppConfig;
 use app::server::rate_limit::{RateLimit, UserRateLimits};
 use clap::Parser;

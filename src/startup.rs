@@ -131,7 +131,7 @@ pub fn router(state: AppState) -> Router {
     let router = Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
-        .route("/ws", get(app::realtime::ws::upgrade))
+        .route("/ws", get(app::realtime::server::ws::upgrade))
         // Server functions are registered at exact paths; anything else under /api is a typed 404.
         .route("/api/{*rest}", any(unknown_endpoint))
         .nest("/pkg", bundle_service(&state.leptos_options))

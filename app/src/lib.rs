@@ -22,8 +22,11 @@
 
 pub mod auth;
 pub mod channels;
+pub mod clock;
 pub mod domain;
 pub mod error;
+#[cfg(feature = "ssr")]
+pub mod locks;
 pub mod messages;
 pub mod presence;
 pub mod realtime;

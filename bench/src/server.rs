@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use app::server::postgres::scratch::ScratchDatabase;
+use dealnest_test_support::ScratchDatabase;
 use tokio::process::{Child, Command};
 
 pub struct Server {

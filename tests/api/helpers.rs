@@ -10,13 +10,12 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use app::server::AppConfig;
-use app::server::postgres::scratch::ScratchDatabase;
 use app::server::rate_limit::UserRateLimits;
 use dealnest_chat::startup;
+pub use dealnest_test_support::TestDatabase;
 use leptos::config::LeptosOptions;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -26,102 +25,6 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub database: TestDatabase,
     stop: Option<oneshot::Sender<()>>,
-}
-
-/// A fresh, empty database of the backend under test, deleted when dropped.
-pub struct TestDatabase {
-    url: String,
-    storage: Storage,
-}
-
-enum Storage {
-    /// The folder holding the database file.
-    Sqlite(TempDir),
-    Postgres(ScratchDatabase),
-    /// Another `TestDatabase` owns it (a second node on the same database).
-    Shared,
-}
-
-use app::server::postgres::scratch::test_server;
-
-impl TestDatabase {
-    /// A database of the backend under test.
-    pub async fn fresh() -> Self {
-        match std::env::var("TEST_DATABASE_URL") {
-            Ok(server) if server.starts_with("postgres") => Self::postgres().await,
-            _ => Self::sqlite(),
-        }
-    }
-
-    pub fn sqlite() -> Self {
-        let folder = tempfile::tempdir().expect("temp dir");
-        Self {
-            url: folder
-                .path()
-                .join("dealnest.db")
-                .to_string_lossy()
-                .into_owned(),
-            storage: Storage::Sqlite(folder),
-        }
-    }
-
-    pub async fn postgres() -> Self {
-        let scratch = ScratchDatabase::create(&test_server())
-            .await
-            .expect("create a scratch PostgreSQL database");
-        Self {
-            url: scratch.url().to_owned(),
-            storage: Storage::Postgres(scratch),
-        }
-    }
-
-    /// The same database for a second node; `self` must outlive it.
-    pub fn share(&self) -> Self {
-        Self {
-            url: self.url.clone(),
-            storage: Storage::Shared,
-        }
-    }
-
-    /// What to set `DATABASE_URL` to.
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
-    /// Makes the database refuse new connections (SQLite: its file moves away; PostgreSQL:
-    /// `ALLOW_CONNECTIONS false`), until [`TestDatabase::reconnectable`].
-    pub async fn unreachable(&self) {
-        self.allow_connections(false).await;
-    }
-
-    pub async fn reconnectable(&self) {
-        self.allow_connections(true).await;
-    }
-
-    async fn allow_connections(&self, allow: bool) {
-        match &self.storage {
-            Storage::Sqlite(folder) => {
-                let file = folder.path().join("dealnest.db");
-                let moved = file.with_extension("moved");
-                let (from, to) = if allow { (moved, file) } else { (file, moved) };
-                std::fs::rename(from, to).expect("move the database file");
-            }
-            Storage::Postgres(scratch) => {
-                use sqlx::{AssertSqlSafe, Connection, Executor};
-                let mut admin = sqlx::PgConnection::connect(&test_server())
-                    .await
-                    .expect("connect");
-                admin
-                    .execute(AssertSqlSafe(format!(
-                        "ALTER DATABASE {} ALLOW_CONNECTIONS {allow}",
-                        scratch.name()
-                    )))
-                    .await
-                    .expect("alter database");
-            }
-            Storage::Shared => panic!("only the owner of a database can make it unreachable"),
-        }
-    }
 }
 
 /// A signed-up user and their bearer token.

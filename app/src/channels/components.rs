@@ -10,7 +10,7 @@ use crate::auth::PublicUser;
 use crate::auth::api::{logout, search_users};
 use crate::error::ApiError;
 use crate::presence::components::{PresenceDot, presence_text};
-use crate::realtime::client::ChatClient;
+use crate::realtime::browser::ChatClient;
 use crate::ui::dialog::ConfirmDialog;
 use crate::ui::format::clock_time;
 

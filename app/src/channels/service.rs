@@ -3,13 +3,14 @@
 use super::store::{CapReached, ChannelAccess};
 use super::{ChannelDetail, ChannelKind, ChannelSummary, MemberRole};
 use crate::auth::server::AuthUser;
+use crate::clock::now_ms;
 use crate::domain::{ChannelName, parse_id};
 use crate::error::ApiError;
-use crate::realtime::broker::Target;
 use crate::realtime::protocol::{ChannelInfo, ServerEvent};
+use crate::realtime::server::fanout::Target;
 use crate::server::error::ServiceResult;
 use crate::server::rate_limit::Action;
-use crate::server::{AppState, ServiceError, StoreError, now_ms};
+use crate::server::{AppState, ServiceError, StoreError};
 
 /// A membership cap the store refused a write on, told to the client as `limit_reached`
 /// naming the cap and its value; other storage failures stay internal.

@@ -8,8 +8,8 @@ use super::{
 use crate::auth::PublicUser;
 use crate::auth::server::store::UserRow;
 use crate::realtime::protocol::MAX_RESUME_CURSORS;
-use crate::server::StoreError;
-use crate::server::db::StoreResult;
+pub use crate::server::storage::CapReached;
+use crate::server::storage::StoreResult;
 
 /// Caps on memberships. They are checked inside the write transaction that would exceed them,
 /// so concurrent adds cannot overshoot.
@@ -33,23 +33,6 @@ impl Default for MembershipCaps {
             max_members: 1000,
             max_channels_per_user: Self::MAX_CHANNELS_PER_USER,
         }
-    }
-}
-
-/// Which cap a membership write would have exceeded.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CapReached {
-    /// The channel already has `max` members.
-    #[error("the channel already has {max} members")]
-    ChannelFull { max: u32 },
-    /// These users are already members of `max` channels each.
-    #[error("users {user_ids:?} are already in {max} channels")]
-    ChannelsPerUser { user_ids: Vec<i64>, max: u32 },
-}
-
-impl From<CapReached> for StoreError {
-    fn from(cap: CapReached) -> Self {
-        Self::CapReached(cap)
     }
 }
 

@@ -4,14 +4,15 @@ use super::store::NewMessage;
 use super::{Message, MessagePage, PageCursor};
 use crate::auth::server::AuthUser;
 use crate::channels::service::require_member;
+use crate::clock::now_ms;
 use crate::domain::{ClientId, MessageBody, parse_id, parse_limit, parse_seq};
 use crate::error::ApiError;
-use crate::realtime::broker::Target;
 use crate::realtime::protocol::ServerEvent;
+use crate::realtime::server::fanout::Target;
+use crate::server::AppState;
 use crate::server::ServiceError;
 use crate::server::error::ServiceResult;
 use crate::server::rate_limit::Action;
-use crate::server::{AppState, now_ms};
 
 /// Largest page `messages/list` serves.
 pub const MAX_PAGE: u32 = 200;

@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use async_trait::async_trait;
 
 use super::{Message, MessagePage, PageCursor};
-use crate::server::db::StoreResult;
+use crate::server::storage::StoreResult;
 
 /// A message to store, as a sender hands it over.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,10 +11,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::Message;
 use super::store::{NewMessage, Stored};
-use crate::realtime::broker::Target;
-use crate::realtime::hub::Hub;
 use crate::realtime::protocol::ServerEvent;
-use crate::server::db::StoreResult;
+use crate::realtime::server::fanout::Target;
+use crate::realtime::server::hub::Hub;
+use crate::server::storage::StoreResult;
 use crate::server::{Database, metrics};
 
 /// Most sends stored in one transaction: bounds how long other writers wait for the connection.

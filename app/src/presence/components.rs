@@ -3,7 +3,8 @@
 use leptos::prelude::*;
 
 use super::PresenceState;
-use crate::realtime::client::{ChatClient, now_ms};
+use crate::clock::now_ms;
+use crate::realtime::browser::ChatClient;
 use crate::ui::format::ago;
 
 /// "online", "away", "last seen 5 min ago" or "offline".

@@ -9,7 +9,7 @@ use std::convert::Infallible;
 use async_trait::async_trait;
 
 use super::PresenceState;
-use crate::realtime::hub::ConnId;
+use crate::realtime::server::fanout::ConnId;
 
 /// What a lease change did to the user's presence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

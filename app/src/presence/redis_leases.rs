@@ -19,8 +19,8 @@ use redis::{Client, RedisResult, Script};
 
 use super::PresenceState;
 use super::leases::{LeaseOp, LeaseStore, Transition};
-use crate::realtime::hub::ConnId;
-use crate::realtime::redis_bus::connect_fail_fast;
+use crate::realtime::server::fanout::ConnId;
+use crate::realtime::server::redis_bus::connect_fail_fast;
 
 const APPLY: &str = r#"
 local leases, away, states, expiring, nodes, node_users, alive = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
@@ -442,7 +442,7 @@ mod tests {
         let prefix = format!(
             "test-batch-{}-{}",
             std::process::id(),
-            crate::server::now_ms()
+            crate::clock::now_ms()
         );
         let mut leases = connected_leases(&prefix).await;
         let changes = [

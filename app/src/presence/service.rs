@@ -5,47 +5,22 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
 use super::leases::LeaseOp;
+pub use super::task::PresenceConfig;
 use super::task::{Command, PresenceTask};
 use super::{PresenceState, UserPresence};
 use crate::auth::server::AuthUser;
 use crate::error::ApiError;
-use crate::realtime::hub::{ConnId, Hub};
+use crate::realtime::server::fanout::ConnId;
+use crate::realtime::server::hub::Hub;
 use crate::server::error::ServiceResult;
 use crate::server::{AppState, Database};
 
 /// Most users one snapshot may ask for.
 pub const MAX_SNAPSHOT_USERS: usize = 500;
-
-#[derive(Debug, Clone)]
-pub struct PresenceConfig {
-    /// How long a user with no connection left still shows as present (a reload does not flap).
-    pub grace: Duration,
-    /// How long a Redis lease lives without a heartbeat.
-    pub lease_ttl: Duration,
-    /// How often expired Redis leases are swept and, while Redis is down, reconnection tried.
-    pub sweep_every: Duration,
-    /// Redis for leases shared by all nodes; `None` keeps presence in memory.
-    pub redis_url: Option<String>,
-    /// Prefix of every Redis key, so several deployments (or test runs) can share one Redis.
-    pub redis_prefix: String,
-}
-
-impl Default for PresenceConfig {
-    fn default() -> Self {
-        Self {
-            grace: Duration::from_secs(5),
-            lease_ttl: Duration::from_secs(75),
-            sweep_every: Duration::from_secs(2),
-            redis_url: None,
-            redis_prefix: "dealnest".into(),
-        }
-    }
-}
 
 /// Where presence is decided right now, for `/health`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

@@ -31,11 +31,39 @@ use tokio::time::{Instant, MissedTickBehavior};
 use super::PresenceState;
 use super::leases::{LeaseOp, LeaseStore, MemoryLeases, Transition};
 use super::redis_leases::{RedisLeases, StoreUnreachable};
-use super::service::PresenceConfig;
-use crate::realtime::broker::Target;
-use crate::realtime::hub::{ConnId, Hub};
+use crate::clock::now_ms;
 use crate::realtime::protocol::ServerEvent;
-use crate::server::{Database, metrics, now_ms, sleep_until_some};
+use crate::realtime::server::fanout::ConnId;
+use crate::realtime::server::fanout::Target;
+use crate::realtime::server::hub::Hub;
+use crate::server::{Database, metrics, sleep_until_some};
+
+/// Presence settings; the task owns them.
+#[derive(Debug, Clone)]
+pub struct PresenceConfig {
+    /// How long a user with no connection left still shows as present (a reload does not flap).
+    pub grace: Duration,
+    /// How long a Redis lease lives without a heartbeat.
+    pub lease_ttl: Duration,
+    /// How often expired Redis leases are swept and, while Redis is down, reconnection tried.
+    pub sweep_every: Duration,
+    /// Redis for leases shared by all nodes; `None` keeps presence in memory.
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key, so several deployments (or test runs) can share one Redis.
+    pub redis_prefix: String,
+}
+
+impl Default for PresenceConfig {
+    fn default() -> Self {
+        Self {
+            grace: Duration::from_secs(5),
+            lease_ttl: Duration::from_secs(75),
+            sweep_every: Duration::from_secs(2),
+            redis_url: None,
+            redis_prefix: "dealnest".into(),
+        }
+    }
+}
 
 /// What a [`PresenceService`](super::service::PresenceService) asks of the task.
 pub enum Command {

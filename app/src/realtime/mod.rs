@@ -1,23 +1,12 @@
-//! Realtime: the WebSocket protocol (shared with the WASM client) and, server-side, the hub
-//! that fans events out to connections, the Redis bus and per-channel sequencer that join the
-//! hubs of a cluster, the connection loop, and typing signals.
+//! Realtime, split by side around the one protocol both sides share:
+//! - [`protocol`]: the versioned WebSocket protocol (`ClientEvent`, `ServerEvent`), compiled
+//!   into the server and the WASM client alike.
+//! - [`server`] (ssr only): the hub and its fan-out, the Redis bus and sequencer that join the
+//!   nodes of a cluster, the per-connection loop, and typing signals.
+//! - [`browser`]: the browser's chat state (rendered on the server too) and, in the WASM
+//!   build only, the browser's socket.
 
-pub mod client;
+pub mod browser;
 pub mod protocol;
-
 #[cfg(feature = "ssr")]
-pub mod broker;
-#[cfg(feature = "ssr")]
-pub mod connection;
-#[cfg(feature = "ssr")]
-pub mod hub;
-#[cfg(feature = "ssr")]
-pub mod redis_bus;
-#[cfg(feature = "ssr")]
-pub mod sequencer;
-#[cfg(feature = "hydrate")]
-pub mod socket;
-#[cfg(feature = "ssr")]
-pub mod typing;
-#[cfg(feature = "ssr")]
-pub mod ws;
+pub mod server;

@@ -2,7 +2,7 @@
 
 use leptos::prelude::*;
 
-use crate::realtime::client::ChatClient;
+use crate::realtime::browser::ChatClient;
 
 /// Who (other than the sender and me) has read up to `seq`: names for a few, a count for many.
 #[component]

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 
 use super::{ReadPointer, ReadState};
-use crate::server::db::StoreResult;
+use crate::server::storage::StoreResult;
 
 #[async_trait]
 pub trait ReceiptStore {

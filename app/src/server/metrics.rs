@@ -15,7 +15,7 @@
 use std::convert::Infallible;
 use std::future::IntoFuture;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -75,6 +75,10 @@ pub const BUS_UP: &str = "bus_up";
 pub const BUS_PUBLISH_DROPPED: &str = "bus_publish_dropped_total";
 /// Messages delivered from the database because the bus lost, or had not yet brought, them.
 pub const BUS_REPAIRED: &str = "bus_repaired_messages_total";
+/// Commands waiting for this node's sequencer (absent on a single node).
+pub const SEQUENCER_QUEUE_DEPTH: &str = "sequencer_queue_depth";
+/// Sequencer commands dropped because its queue was full (the node then resynchronizes).
+pub const SEQUENCER_DROPPED: &str = "sequencer_dropped_total";
 
 /// The `endpoint` label of a request no route matched (static files, unknown pages): raw paths
 /// would let any client mint new series.
@@ -240,6 +244,16 @@ fn describe() {
         Unit::Count,
         "Messages delivered from the database because the bus lost or delayed them."
     );
+    describe_gauge!(
+        SEQUENCER_QUEUE_DEPTH,
+        Unit::Count,
+        "Commands waiting for the sequencer that orders a cluster node's channel events."
+    );
+    describe_counter!(
+        SEQUENCER_DROPPED,
+        Unit::Count,
+        "Sequencer commands dropped on a full queue; the node then resynchronizes from the database."
+    );
 }
 
 /// Counters an alert rate()s over are shown at 0 from the start, so an alert's first increase
@@ -349,7 +363,7 @@ fn record_request(
     let same_endpoint = |seen: &Option<MatchedPath>| {
         seen.as_ref().map(MatchedPath::as_str) == endpoint.as_ref().map(MatchedPath::as_str)
     };
-    let mut series = series.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut series = crate::locks::lock(series);
     if let Some(seen) = series.iter().find(|seen| {
         seen.status == status && seen.method == method && same_endpoint(&seen.endpoint)
     }) {
@@ -588,6 +602,17 @@ pub fn bus_publish_dropped() {
 
 pub fn bus_publish_dropped_many(count: usize) {
     counter!(BUS_PUBLISH_DROPPED).increment(count as u64);
+}
+
+/// How many commands wait for the sequencer (sampled by its task).
+#[allow(clippy::cast_precision_loss)]
+pub fn sequencer_queue_depth(depth: usize) {
+    gauge!(SEQUENCER_QUEUE_DEPTH).set(depth as f64);
+}
+
+/// Counts a sequencer command dropped on a full queue.
+pub fn sequencer_dropped() {
+    counter!(SEQUENCER_DROPPED).increment(1);
 }
 
 /// Counts messages a gap repair or head check delivered.

@@ -9,12 +9,14 @@ pub mod postgres;
 pub mod rate_limit;
 pub mod sqlite;
 pub mod state;
+pub mod storage;
 
-pub use db::{Database, StoreError};
+pub use db::Database;
 pub use error::ServiceError;
 pub use postgres::PgDb;
 pub use sqlite::SqliteDb;
 pub use state::{AppConfig, AppState};
+pub use storage::StoreError;
 
 use crate::error::ApiError;
 
@@ -33,12 +35,4 @@ pub async fn sleep_until_some(at: Option<tokio::time::Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
-}
-
-/// Wall-clock time in Unix epoch milliseconds, the unit of every stored timestamp.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }

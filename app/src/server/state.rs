@@ -9,17 +9,18 @@ use leptos::config::LeptosOptions;
 use tokio::sync::{Semaphore, watch};
 
 use super::Database;
-use super::db::Backend;
 use super::rate_limit::{UserLimits, UserRateLimits};
+use super::storage::Backend;
 use crate::auth::server::session_cache::SessionCache;
 use crate::auth::server::throttle::AuthThrottle;
 use crate::channels::store::MembershipCaps;
 use crate::messages::writer::MessageWriter;
 use crate::presence::service::{PresenceConfig, PresenceService};
-use crate::realtime::hub::{Hub, HubConfig};
-use crate::realtime::redis_bus::BusConfig;
-use crate::realtime::sequencer::HeadCheck;
-use crate::realtime::typing::TypingTracker;
+use crate::realtime::server::fanout::HubConfig;
+use crate::realtime::server::hub::Hub;
+use crate::realtime::server::redis_bus::BusConfig;
+use crate::realtime::server::sequencer::HeadCheck;
+use crate::realtime::server::typing::TypingTracker;
 
 /// Settings the services need (the server binary fills it from flags and environment).
 #[derive(Debug, Clone)]

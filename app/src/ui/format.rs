@@ -167,7 +167,7 @@ pub fn same_day(a_ms: i64, b_ms: i64) -> bool {
 
 /// "Today", "Yesterday", a weekday within the last week, else the date.
 pub fn day_label(ms: i64) -> String {
-    day_label_between(local_day(ms), local_day(crate::realtime::client::now_ms()))
+    day_label_between(local_day(ms), local_day(crate::clock::now_ms()))
 }
 
 /// [`day_label`] for a day seen from `today`.

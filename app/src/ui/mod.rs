@@ -16,7 +16,8 @@ use crate::channels::api::list_channels;
 use crate::channels::components::{Sidebar, current_channel};
 use crate::error::ApiError;
 use crate::messages::components::ChannelView;
-use crate::realtime::client::{ChatClient, ConnectionStatus};
+use crate::realtime::browser::storage::session_storage;
+use crate::realtime::browser::{ChatClient, ConnectionStatus};
 use crate::realtime::protocol::ActivityState;
 
 /// Idle this long (ms) and presence turns to away.
@@ -195,11 +196,6 @@ fn Notice(chat: ChatClient) -> impl IntoView {
     }
 }
 
-/// This tab's `sessionStorage` (drafts, unsent messages); browser only.
-pub fn session_storage() -> Option<web_sys::Storage> {
-    window().session_storage().ok().flatten()
-}
-
 /// Key of the tab's unsent messages in `sessionStorage`.
 const OUTBOX_KEY: &str = "dealnest.outbox";
 
@@ -233,10 +229,10 @@ fn keep_outbox(chat: ChatClient) {
 
 /// Away when the tab is hidden or nobody touched it for a while; active again on any input.
 fn track_activity(chat: ChatClient) {
-    let last_input = StoredValue::new(crate::realtime::client::now_ms());
+    let last_input = StoredValue::new(crate::clock::now_ms());
     let update = move || {
         let hidden = document().hidden();
-        let idle = crate::realtime::client::now_ms() - last_input.get_value() > IDLE_AFTER_MS;
+        let idle = crate::clock::now_ms() - last_input.get_value() > IDLE_AFTER_MS;
         chat.set_activity(if hidden || idle {
             ActivityState::Away
         } else {
@@ -244,7 +240,7 @@ fn track_activity(chat: ChatClient) {
         });
     };
     let touched = move || {
-        last_input.set_value(crate::realtime::client::now_ms());
+        last_input.set_value(crate::clock::now_ms());
         if chat.activity.get_untracked() == ActivityState::Away && !document().hidden() {
             chat.set_activity(ActivityState::Active);
         }

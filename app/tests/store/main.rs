@@ -12,9 +12,9 @@ use app::messages::store::NewMessage;
 use std::ops::Deref;
 use std::sync::Arc;
 
-use app::server::db::StoreError;
-use app::server::postgres::scratch::ScratchDatabase;
+use app::server::storage::StoreError;
 use app::server::{Database, SqliteDb};
+use dealnest_test_support::{ScratchDatabase, TestBackend, test_server};
 use tempfile::TempDir;
 
 // Re-exported trait names so test modules can call store methods.
@@ -76,8 +76,6 @@ impl<T: AsDatabase> AsDatabase for Arc<T> {
     }
 }
 
-use app::server::postgres::scratch::test_server;
-
 /// A scratch database on [`test_server`].
 pub async fn scratch_postgres() -> ScratchDatabase {
     ScratchDatabase::create(&test_server())
@@ -87,8 +85,8 @@ pub async fn scratch_postgres() -> ScratchDatabase {
 
 /// A fresh database of the backend under test.
 pub async fn fresh_db() -> TestDb {
-    match std::env::var("TEST_DATABASE_URL") {
-        Ok(url) if url.starts_with("postgres") => {
+    match TestBackend::from_env() {
+        TestBackend::Postgres => {
             let scratch = scratch_postgres().await;
             let db = app::server::PgDb::connect(scratch.url())
                 .await
@@ -98,7 +96,7 @@ pub async fn fresh_db() -> TestDb {
                 _storage: Storage::Postgres(scratch),
             }
         }
-        _ => {
+        TestBackend::Sqlite => {
             let (db, dir) = fresh_sqlite().await;
             TestDb {
                 db: Arc::new(db),

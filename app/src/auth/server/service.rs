@@ -8,11 +8,12 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 
 use super::session::{new_token, session_tag, token_hash};
 use crate::auth::{PublicUser, SignedIn};
+use crate::clock::now_ms;
 use crate::domain::{DisplayName, Password, Username, parse_limit};
 use crate::error::ApiError;
 use crate::server::error::ServiceResult;
 use crate::server::rate_limit::Action;
-use crate::server::{AppState, ServiceError, StoreError, now_ms};
+use crate::server::{AppState, ServiceError, StoreError};
 
 /// A hash of a password nobody has, verified against when the username is unknown so a
 /// failed log-in takes the same time either way (no user enumeration by timing).

@@ -13,9 +13,10 @@ use sha2::{Digest, Sha256};
 
 use super::AuthUser;
 use crate::auth::SignedIn;
+use crate::clock::now_ms;
 use crate::error::ApiError;
-use crate::realtime::hub::SessionTag;
-use crate::server::{AppState, ServiceError, now_ms};
+use crate::realtime::server::fanout::SessionTag;
+use crate::server::{AppState, ServiceError};
 
 /// Name of the session cookie.
 pub const SESSION_COOKIE: &str = "dn_session";
@@ -33,7 +34,7 @@ pub fn token_hash(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
 
-/// The tag the hub files a session's WebSocket connections under (see `realtime::hub`).
+/// The tag the hub files a session's WebSocket connections under (see `realtime::server::hub`).
 pub fn session_tag(token_hash: &[u8]) -> SessionTag {
     let mut tag = SessionTag::default();
     let len = tag.len().min(token_hash.len());

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::AuthUser;
+use crate::locks;
 use crate::server::metrics;
 
 /// Sessions kept at most; beyond this the cache drops stale entries, then starts over.
@@ -52,10 +53,7 @@ impl SessionCache {
 
     /// The user of a session resolved recently, if it has not expired since.
     pub fn get(&self, token_hash: &[u8], now_ms: i64) -> Option<AuthUser> {
-        let entries = self
-            .entries
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let entries = locks::read(&self.entries);
         let user = entries
             .get(token_hash)
             .filter(|entry| entry.expires_at > now_ms && entry.fresh_until > Instant::now())
@@ -71,10 +69,7 @@ impl SessionCache {
             return;
         }
         let now = Instant::now();
-        let mut entries = self
-            .entries
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut entries = locks::write(&self.entries);
         // Checked under the lock `remove` takes, so a removal is either seen here or after.
         if self.removed_since(epoch) {
             return;
@@ -98,19 +93,13 @@ impl SessionCache {
     /// Removes every session whose hash starts with `tag` (a log-out on another node names its
     /// session by such a prefix). A scan: log-outs are rare.
     pub fn remove_tagged(&self, tag: &[u8]) {
-        let mut entries = self
-            .entries
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut entries = locks::write(&self.entries);
         self.removals.fetch_add(1, Ordering::SeqCst);
         entries.retain(|hash, _| !hash.starts_with(tag));
     }
 
     pub fn remove(&self, token_hash: &[u8]) {
-        let mut entries = self
-            .entries
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut entries = locks::write(&self.entries);
         self.removals.fetch_add(1, Ordering::SeqCst);
         entries.remove(token_hash);
     }

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 
 use super::AuthUser;
 use crate::auth::PublicUser;
-use crate::server::db::StoreResult;
+use crate::server::storage::StoreResult;
 
 /// A user with the stored password hash, for verifying a log-in. Never leaves the server.
 #[derive(Debug, Clone)]

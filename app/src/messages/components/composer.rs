@@ -8,10 +8,11 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use super::{ChannelViewState, load_window, new_client_id};
+use crate::clock::now_ms;
 use crate::domain::MessageBody;
-use crate::realtime::client::{ChatClient, now_ms};
+use crate::realtime::browser::ChatClient;
+use crate::realtime::browser::storage::session_storage;
 use crate::realtime::protocol::ClientEvent;
-use crate::ui::session_storage;
 
 /// How often a typing signal is re-sent while typing (ms).
 const TYPING_EVERY_MS: i64 = 3_000;

@@ -13,7 +13,7 @@ use wasm_bindgen::JsCast;
 use super::row::{MessageRow, PendingRow};
 use super::{ChannelViewState, PAGE, load_window};
 use crate::messages::api::list_messages;
-use crate::realtime::client::ChatClient;
+use crate::realtime::browser::ChatClient;
 use crate::realtime::protocol::ActivityState;
 use crate::receipts::api::mark_read;
 use crate::receipts::components::SeenBy;
@@ -70,7 +70,7 @@ pub fn MessageList() -> impl IntoView {
     let marked = StoredValue::new(0i64);
     let check_scheduled = StoredValue::new(false);
 
-    let log_field = move |read: fn(&crate::realtime::client::ChannelLog) -> bool| {
+    let log_field = move |read: fn(&crate::realtime::browser::ChannelLog) -> bool| {
         chat.logs
             .with(|logs| logs.get(&channel_id).is_some_and(read))
     };

@@ -21,7 +21,7 @@ use crate::channels::components::MembersPanel;
 use crate::channels::{ChannelKind, MemberRole};
 use crate::domain::ChannelName;
 use crate::presence::api::get_presence;
-use crate::realtime::client::ChatClient;
+use crate::realtime::browser::ChatClient;
 use crate::realtime::protocol::ClientEvent;
 use crate::ui::dialog::ConfirmDialog;
 use composer::{Composer, TypingLine};
@@ -114,7 +114,7 @@ fn new_client_id() -> String {
 }
 
 fn now_millis() -> u64 {
-    u64::try_from(crate::realtime::client::now_ms()).unwrap_or(0)
+    u64::try_from(crate::clock::now_ms()).unwrap_or(0)
 }
 
 #[cfg(feature = "hydrate")]

@@ -10,7 +10,7 @@ use super::{ChannelViewState, focus_by_id};
 use crate::domain::MessageBody;
 use crate::messages::Message;
 use crate::messages::api::edit_message;
-use crate::realtime::client::{ChatClient, PendingMessage, PendingState};
+use crate::realtime::browser::{ChatClient, PendingMessage, PendingState};
 use crate::ui::format::{
     Segment, avatar_class, clock_time, day_label, full_time, initials, iso_time, linkify, same_day,
 };

@@ -8,7 +8,7 @@ use crate::auth::server::store::{
     ActiveSession, CredentialsRow, SessionRow, SessionStore, UserCredentials, UserRow, UserStore,
     like_prefix,
 };
-use crate::server::db::StoreResult;
+use crate::server::storage::StoreResult;
 
 #[async_trait]
 impl UserStore for PgDb {

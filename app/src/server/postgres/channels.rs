@@ -12,7 +12,7 @@ use crate::channels::store::{
     access_from,
 };
 use crate::channels::{ChannelDetail, ChannelSummary};
-use crate::server::db::StoreResult;
+use crate::server::storage::StoreResult;
 
 type Tx = Transaction<'static, Postgres>;
 

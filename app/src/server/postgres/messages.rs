@@ -19,7 +19,7 @@ use crate::messages::store::{
     BatchPlan, MessageRow, MessageStore, NewMessage, Stored, page_from, select_message,
 };
 use crate::messages::{Message, MessagePage, PageCursor};
-use crate::server::db::StoreResult;
+use crate::server::storage::StoreResult;
 
 /// Attempts at a batch that another node's concurrent write refused. A unique violation on
 /// `(sender_id, client_id)` means another node stored the same retry first: the next attempt

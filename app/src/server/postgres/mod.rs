@@ -8,14 +8,13 @@ mod auth;
 mod channels;
 mod messages;
 mod receipts;
-pub mod scratch;
 
 use std::str::FromStr;
 
 use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 
-use super::db::{Backend, Readiness, StoreResult};
+use super::storage::{Backend, Readiness, StoreResult};
 
 /// Connections per node. Each node of a cluster has its own pool, so PostgreSQL's
 /// `max_connections` (100 by default) must exceed nodes × this.

@@ -8,7 +8,7 @@ use crate::auth::server::store::{
     ActiveSession, CredentialsRow, SessionRow, SessionStore, UserCredentials, UserRow, UserStore,
     like_prefix,
 };
-use crate::server::db::StoreResult;
+use crate::server::storage::StoreResult;
 
 /// A list of ids as one bound value, expanded by `json_each`.
 pub(super) fn json_ids(ids: &[i64]) -> String {

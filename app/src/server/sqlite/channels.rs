@@ -11,7 +11,7 @@ use crate::channels::store::{
     CapReached, ChannelAccess, ChannelRow, ChannelStore, MemberRow, MembershipCaps, SummaryRow,
     access_from,
 };
-use crate::server::db::StoreResult;
+use crate::server::storage::StoreResult;
 
 /// Refuses (inside the write transaction) when any of `user_ids` is already in `max` channels.
 async fn check_channels_per_user(

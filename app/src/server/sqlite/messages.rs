@@ -12,7 +12,7 @@ use crate::messages::store::{
     BatchPlan, MessageRow, MessageStore, NewMessage, Stored, page_from, select_message,
 };
 use crate::messages::{Message, MessagePage, PageCursor};
-use crate::server::db::StoreResult;
+use crate::server::storage::StoreResult;
 
 /// Messages stored per statement: 6 bound values each, well under SQLite's limit of 32,766.
 const INSERT_CHUNK: usize = 512;

@@ -16,7 +16,7 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 
-use super::db::{Backend, Readiness, StoreError, StoreResult};
+use super::storage::{Backend, Readiness, StoreError, StoreResult};
 
 /// How often the background checkpointer copies the WAL into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);

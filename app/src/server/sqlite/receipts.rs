@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use super::SqliteDb;
 use crate::receipts::ReadState;
 use crate::receipts::store::{ReceiptStore, read_state_from};
-use crate::server::db::StoreResult;
+use crate::server::storage::StoreResult;
 
 #[async_trait]
 impl ReceiptStore for SqliteDb {

@@ -4,6 +4,8 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use crate::locks;
+
 /// How long a typing signal lasts unless renewed (milliseconds).
 pub const TYPING_TTL_MS: i64 = 6_000;
 /// Renewals within this many milliseconds of the last forwarded one are absorbed.
@@ -26,7 +28,7 @@ impl TypingTracker {
     /// Records that `user_id` types in `channel_id` at `now`; returns the expiry to announce,
     /// or `None` when the last announcement is recent enough to stand.
     pub fn started(&self, user_id: i64, channel_id: i64, now: i64) -> Option<i64> {
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let mut entries = locks::lock(&self.entries);
         if entries.len() > SWEEP_ABOVE {
             entries.retain(|_, entry| entry.expires_at > now);
         }
@@ -50,7 +52,7 @@ impl TypingTracker {
 
     /// Clears `user_id`'s typing in `channel_id`; true when it was still showing.
     pub fn stopped(&self, user_id: i64, channel_id: i64, now: i64) -> bool {
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let mut entries = locks::lock(&self.entries);
         entries
             .remove(&(user_id, channel_id))
             .is_some_and(|entry| entry.expires_at > now)

@@ -4,15 +4,20 @@
 //! Messages are kept per channel in a map keyed by seq, so a message that arrives twice (from a
 //! send's answer and from the socket, or from a replay) is stored once, and gaps are visible.
 
+#[cfg(feature = "hydrate")]
+pub mod socket;
+pub mod storage;
+
 use std::collections::{BTreeMap, HashMap};
 
 use leptos::prelude::*;
 
-use super::protocol::{ActivityState, ChannelCursor, ClientEvent, ServerEvent};
 use crate::auth::PublicUser;
 use crate::channels::{ChannelDetail, ChannelMember, ChannelSummary, MessagePreview};
+use crate::clock::now_ms;
 use crate::messages::Message;
 use crate::presence::{PresenceState, UserPresence};
+use crate::realtime::protocol::{ActivityState, ChannelCursor, ClientEvent, ServerEvent};
 
 /// The socket's state, for the connection banner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -944,7 +949,7 @@ impl ChatClient {
 
 #[cfg(feature = "hydrate")]
 fn start_socket(client: ChatClient) {
-    leptos::task::spawn_local(super::socket::run(client));
+    leptos::task::spawn_local(socket::run(client));
 }
 
 #[cfg(not(feature = "hydrate"))]
@@ -963,21 +968,6 @@ async fn browser_sleep(ms: u32) {
 #[cfg(not(feature = "hydrate"))]
 async fn browser_sleep(_: u32) {
     futures::future::pending::<()>().await;
-}
-
-/// The client's clock in Unix epoch milliseconds.
-#[cfg(feature = "hydrate")]
-#[allow(clippy::cast_possible_truncation)]
-pub fn now_ms() -> i64 {
-    js_sys::Date::now() as i64
-}
-
-#[cfg(not(feature = "hydrate"))]
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(0))
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -8,8 +8,8 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
 use crate::messages::{Message, PageCursor};
-use crate::realtime::hub::Outbound;
 use crate::realtime::protocol::{ChannelCursor, ErrorCode, ServerEvent};
+use crate::realtime::server::fanout::Outbound;
 
 use super::{Connection, Stop};
 

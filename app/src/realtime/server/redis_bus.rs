@@ -21,9 +21,8 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use super::broker::{Broker, BusMessage, Target};
-use super::hub::LocalFanout;
-use super::sequencer::{HeadCheck, Sequencer};
+use super::fanout::{Broker, BusMessage, LocalFanout, Target};
+use super::sequencer::{HeadCheck, Sequencer, reload_memberships};
 use crate::server::{Database, metrics};
 
 /// Redis channels the bus is spread over. Every node subscribes to all of them; the spread lets
@@ -68,7 +67,8 @@ impl RedisBroker {
         let bus_up = Arc::new(AtomicBool::new(false));
         let sequencer =
             Sequencer::start(local.clone(), db.clone(), config.head_check, bus_up.clone());
-        local.watch_channels(sequencer.clone());
+        let watch = sequencer.clone();
+        local.watch_channels(Box::new(move |change| watch.channel_changed(change)));
         let (outbox, queue) = mpsc::channel(OUTBOX);
         tokio::spawn(publish(config.clone(), queue));
         tokio::spawn(subscribe(
@@ -99,7 +99,7 @@ fn random_node_id() -> u64 {
     let mut bytes = [0u8; 8];
     if getrandom::fill(&mut bytes).is_err() {
         // Without randomness, the clock tells nodes apart well enough.
-        return u64::try_from(crate::server::now_ms()).unwrap_or(1);
+        return u64::try_from(crate::clock::now_ms()).unwrap_or(1);
     }
     u64::from_le_bytes(bytes)
 }
@@ -257,7 +257,7 @@ async fn subscribe(
                             Ok(envelope) if envelope.node == node => {}
                             Ok(envelope) => {
                                 for message in faults.pass(envelope.message) {
-                                    sequencer.apply(message);
+                                    sequencer.apply_waiting(message).await;
                                 }
                             }
                             Err(error) => tracing::warn!(%error, "unreadable bus message"),
@@ -275,20 +275,6 @@ async fn subscribe(
         metrics::bus_up(false);
         metrics::redis_error();
         tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
-/// Joins and leaves may have been lost while the bus was down: each connected user's
-/// subscriptions are set to their memberships as stored.
-async fn reload_memberships(local: Arc<LocalFanout>, db: Arc<dyn Database>) {
-    for user_id in local.connected_users() {
-        match db.channel_ids_for_user(user_id).await {
-            Ok(channels) => local.set_channels_of(user_id, &channels),
-            Err(error) => {
-                tracing::warn!(%error, user_id, "reloading memberships failed");
-                return;
-            }
-        }
     }
 }
 

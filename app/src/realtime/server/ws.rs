@@ -7,11 +7,11 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 
 use super::connection;
-use super::hub::RegisterError;
-use super::protocol::MAX_FRAME_BYTES;
+use super::fanout::RegisterError;
 use crate::auth::server::origin::check_websocket;
 use crate::auth::server::session::authenticate_session;
 use crate::error::ApiError;
+use crate::realtime::protocol::MAX_FRAME_BYTES;
 use crate::server::error::api_error_response;
 use crate::server::{AppState, ServiceError};
 
@@ -50,7 +50,7 @@ async fn prepare(
 ) -> Result<
     (
         crate::auth::server::AuthUser,
-        super::hub::Registration,
+        super::fanout::Registration,
         tokio::sync::OwnedSemaphorePermit,
     ),
     ApiError,

@@ -24,9 +24,10 @@ use axum::extract::ws::WebSocket;
 use tokio::sync::mpsc;
 
 use crate::auth::server::AuthUser;
-use crate::realtime::hub::{ConnId, Kick, Outbound, Registration};
+use crate::clock::now_ms;
 use crate::realtime::protocol::{PROTOCOL_VERSION, ServerEvent, close_code};
-use crate::server::{AppState, metrics, now_ms, sleep_until_some};
+use crate::realtime::server::fanout::{ConnId, Kick, Outbound, Registration};
+use crate::server::{AppState, metrics, sleep_until_some};
 
 pub use inbound::parse_client_event;
 use inbound::{EVENT_BURST, TokenBucket};

@@ -5,12 +5,13 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::Message as WsMessage;
 
-use crate::realtime::broker::Target;
+use crate::clock::now_ms;
 use crate::realtime::protocol::{
     ActivityState, ChannelCursor, ClientEvent, ErrorCode, MAX_RESUME_CURSORS, ServerEvent,
     close_code,
 };
-use crate::server::{metrics, now_ms};
+use crate::realtime::server::fanout::Target;
+use crate::server::metrics;
 
 use super::{Connection, Stop};
 

@@ -13,9 +13,10 @@ use gloo_net::websocket::futures::WebSocket;
 use gloo_net::websocket::{Message, WebSocketError};
 use leptos::prelude::{GetValue, Set};
 
-use super::client::{ChatClient, ConnectionStatus, now_ms};
-use super::protocol::{ClientEvent, ServerEvent, close_code};
+use super::{ChatClient, ConnectionStatus};
+use crate::clock::now_ms;
 use crate::error::ApiError;
+use crate::realtime::protocol::{ClientEvent, ServerEvent, close_code};
 
 const FIRST_RETRY_MS: f64 = 500.0;
 /// A server that is draining (close 1012) closes its sockets spread over its drain window; each

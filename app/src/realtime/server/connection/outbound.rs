@@ -8,8 +8,8 @@ use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket};
 use futures::SinkExt;
 use tokio::sync::mpsc;
 
-use crate::realtime::hub::Outbound;
 use crate::realtime::protocol::{ErrorCode, ServerEvent, close_code};
+use crate::realtime::server::fanout::Outbound;
 
 use super::replay::MAX_HELD_BACK;
 use super::{Connection, Stop, kicked};

@@ -1,21 +1,78 @@
-//! The hub: which connections exist, whose they are and which channels they receive, and the
-//! fan-out of events to them. A cheap `Clone` handle over shared state; publishing serializes an
-//! event once and hands the same bytes to every recipient's bounded queue without waiting. A
-//! recipient whose queue is full is told to disconnect (it reconnects and resumes by seq), so
-//! one slow client never slows the others and memory stays bounded.
+//! The base of the server's realtime side: which connections this node holds, whose they are
+//! and which channels they receive, and the fan-out of events to them, plus the types every
+//! other realtime file shares (what a bus message is, who receives it, the [`Broker`] trait
+//! that carries it). Everything else in `realtime/server/` imports this file; it imports none
+//! of them.
+//!
+//! Publishing serializes an event once and hands the same bytes to every recipient's bounded
+//! queue without waiting. A recipient whose queue is full is told to disconnect (it reconnects
+//! and resumes by seq), so one slow client never slows the others and memory stays bounded.
+//! On a single node, [`LocalFanout`] is itself the broker: a publish is a local delivery.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use axum::extract::ws::Utf8Bytes;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc};
 
-use super::broker::{Broker, BusMessage, LocalBroker, Target};
-use super::protocol::{ServerEvent, close_code};
-use super::redis_bus::{BusConfig, RedisBroker};
-use super::sequencer::{ChannelChange, Sequencer};
-use crate::server::{Database, metrics};
+use crate::locks;
+use crate::realtime::protocol::{ServerEvent, close_code};
+use crate::server::metrics;
+
+/// Who receives an event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Target {
+    /// Every connection of every member of the channel.
+    Channel(i64),
+    /// Every member's connections except those of `user_id`.
+    ChannelExcept { channel_id: i64, user_id: i64 },
+    /// Every connection of these users.
+    Users(Vec<i64>),
+}
+
+/// What travels through the broker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BusMessage {
+    Deliver {
+        target: Target,
+        event: ServerEvent,
+    },
+    /// `user_id`'s connections start receiving `channel_id`'s events.
+    Join {
+        user_id: i64,
+        channel_id: i64,
+    },
+    /// `user_id`'s connections stop receiving `channel_id`'s events.
+    Leave {
+        user_id: i64,
+        channel_id: i64,
+    },
+    /// Connections opened with this session close: it was signed out.
+    EndSession {
+        session: SessionTag,
+    },
+}
+
+/// Carries bus messages to every node's [`LocalFanout`]. Publishing never blocks: a broker
+/// queues or drops with a log line, it never stalls the request that published.
+pub trait Broker: Send + Sync + 'static {
+    fn publish(&self, message: BusMessage);
+    /// For `/health`.
+    fn name(&self) -> &'static str;
+}
+
+/// A channel gained its first, or lost its last, local subscriber.
+#[derive(Debug, Clone, Copy)]
+pub enum ChannelChange {
+    Subscribed(i64),
+    Unsubscribed(i64),
+}
+
+/// Told of every [`ChannelChange`] (the cluster's sequencer, which streams only the channels
+/// someone here receives).
+pub type ChannelWatch = Box<dyn Fn(ChannelChange) + Send + Sync>;
 
 pub type ConnId = u64;
 
@@ -106,12 +163,12 @@ pub struct Registration {
     pub rx: mpsc::Receiver<Arc<Outbound>>,
     /// Fires when the connection must close: it fell behind, or its session ended.
     pub kick: Arc<Kick>,
-    hub: Hub,
+    fanout: Arc<LocalFanout>,
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.hub.unregister(self.id);
+        self.fanout.unregister(self.id);
     }
 }
 
@@ -155,7 +212,7 @@ struct Registry {
     by_user: HashMap<i64, Vec<ConnId>>,
     by_channel: HashMap<i64, Vec<ConnId>>,
     /// Told when a channel gains its first or loses its last local subscriber (in a cluster).
-    channel_watch: Option<Sequencer>,
+    channel_watch: Option<ChannelWatch>,
 }
 
 impl Registry {
@@ -170,7 +227,7 @@ impl Registry {
             if subscribers.len() == 1
                 && let Some(watch) = &self.channel_watch
             {
-                watch.channel_changed(ChannelChange::Subscribed(channel_id));
+                watch(ChannelChange::Subscribed(channel_id));
             }
         }
     }
@@ -186,7 +243,7 @@ impl Registry {
         if remove_from(&mut self.by_channel, channel_id, conn_id)
             && let Some(watch) = &self.channel_watch
         {
-            watch.channel_changed(ChannelChange::Unsubscribed(channel_id));
+            watch(ChannelChange::Unsubscribed(channel_id));
         }
     }
 }
@@ -212,11 +269,11 @@ pub struct LocalFanout {
     next_id: AtomicU64,
     config: HubConfig,
     /// Forgets ended sessions elsewhere in the node (its session cache).
-    session_ended: std::sync::OnceLock<SessionEnded>,
+    pub(super) session_ended: std::sync::OnceLock<SessionEnded>,
 }
 
 impl LocalFanout {
-    fn new(config: HubConfig) -> Self {
+    pub fn new(config: HubConfig) -> Self {
         Self {
             registry: RwLock::new(Registry::default()),
             next_id: AtomicU64::new(1),
@@ -226,15 +283,11 @@ impl LocalFanout {
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Registry> {
-        self.registry
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        locks::read(&self.registry)
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Registry> {
-        self.registry
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        locks::write(&self.registry)
     }
 
     /// Applies a bus message to the local connections.
@@ -267,14 +320,19 @@ impl LocalFanout {
         }
     }
 
-    /// Tells `sequencer` whenever a channel gains its first or loses its last local subscriber,
+    /// Tells `watch` whenever a channel gains its first or loses its last local subscriber,
     /// starting with the channels subscribed now.
-    pub fn watch_channels(&self, sequencer: Sequencer) {
+    pub fn watch_channels(&self, watch: ChannelWatch) {
         let mut registry = self.write();
         for &channel_id in registry.by_channel.keys() {
-            sequencer.channel_changed(ChannelChange::Subscribed(channel_id));
+            watch(ChannelChange::Subscribed(channel_id));
         }
-        registry.channel_watch = Some(sequencer);
+        registry.channel_watch = Some(watch);
+    }
+
+    /// Channels at least one connection on this node receives.
+    pub fn subscribed_channels(&self) -> Vec<i64> {
+        self.read().by_channel.keys().copied().collect()
     }
 
     /// Users with a connection on this node.
@@ -306,6 +364,75 @@ impl LocalFanout {
         for conn_id in conns {
             change(&mut registry, conn_id);
         }
+    }
+
+    /// Registers a connection of `user_id`, opened with `session`, receiving `channels`.
+    pub fn register(
+        self: &Arc<Self>,
+        user_id: i64,
+        session: SessionTag,
+        channels: &[i64],
+    ) -> Result<Registration, RegisterError> {
+        let config = self.config;
+        let mut registry = self.write();
+        let existing = registry.by_user.get(&user_id).map_or(0, Vec::len);
+        if existing >= config.max_connections_per_user {
+            return Err(RegisterError::TooManyForUser(
+                config.max_connections_per_user,
+            ));
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(config.queue_capacity);
+        let kick = Arc::new(Kick::default());
+        registry.conns.insert(
+            id,
+            Conn {
+                user_id,
+                session,
+                tx,
+                kick: kick.clone(),
+                channels: Vec::with_capacity(channels.len()),
+            },
+        );
+        registry.by_user.entry(user_id).or_default().push(id);
+        for channel_id in channels {
+            registry.subscribe(id, *channel_id);
+        }
+        Ok(Registration {
+            id,
+            rx,
+            kick,
+            fanout: self.clone(),
+        })
+    }
+
+    pub fn unregister(&self, conn_id: ConnId) {
+        let mut registry = self.write();
+        let Some(conn) = registry.conns.remove(&conn_id) else {
+            return;
+        };
+        for channel_id in &conn.channels {
+            registry.remove_subscriber(*channel_id, conn_id);
+        }
+        remove_from(&mut registry.by_user, conn.user_id, conn_id);
+    }
+
+    /// Whether the connection receives `channel_id` (i.e. its user is a member).
+    pub fn receives(&self, conn_id: ConnId, channel_id: i64) -> bool {
+        self.read()
+            .conns
+            .get(&conn_id)
+            .is_some_and(|conn| conn.channels.contains(&channel_id))
+    }
+
+    /// Open connections on this node.
+    pub fn connection_count(&self) -> usize {
+        self.read().conns.len()
+    }
+
+    /// Open connections of `user_id` on this node.
+    pub fn user_connection_count(&self, user_id: i64) -> usize {
+        self.read().by_user.get(&user_id).map_or(0, Vec::len)
     }
 
     fn deliver(&self, target: &Target, event: &ServerEvent) {
@@ -367,275 +494,13 @@ impl LocalFanout {
     }
 }
 
-/// The hub handle every service and connection holds.
-#[derive(Clone)]
-pub struct Hub {
-    local: Arc<LocalFanout>,
-    broker: Arc<dyn Broker>,
-    /// Orders channel events on a node of a cluster (`None` on a single node).
-    sequencer: Option<Sequencer>,
-}
-
-impl Hub {
-    /// A hub with the single-node broker.
-    pub fn new(config: HubConfig) -> Self {
-        let local = Arc::new(LocalFanout::new(config));
-        let broker = Arc::new(LocalBroker::new(local.clone()));
-        Self {
-            local,
-            broker,
-            sequencer: None,
-        }
+/// On a single node the fan-out is the whole bus: a publish is delivered here, in order.
+impl Broker for LocalFanout {
+    fn publish(&self, message: BusMessage) {
+        self.apply(message);
     }
 
-    /// A hub on a node of a cluster: events travel between nodes over the Redis bus, and
-    /// messages are ordered, and gaps repaired, from `db` (see `realtime/sequencer.rs`).
-    pub fn clustered(config: HubConfig, bus: BusConfig, db: Arc<dyn Database>) -> Self {
-        let local = Arc::new(LocalFanout::new(config));
-        let broker = RedisBroker::start(bus, local.clone(), db);
-        let sequencer = broker.sequencer();
-        Self {
-            local,
-            broker: Arc::new(broker),
-            sequencer: Some(sequencer),
-        }
-    }
-
-    /// Completes once live `message_created` events of `channel_id` are ordered from a known
-    /// seq, so a catch-up read made after it covers everything the live stream will not. At
-    /// once on a single node.
-    pub async fn stream_ready(&self, channel_id: i64) {
-        if let Some(sequencer) = &self.sequencer {
-            sequencer.ready(channel_id).await;
-        }
-    }
-
-    /// Sends `event` to `target` on every node.
-    pub fn publish(&self, target: Target, event: ServerEvent) {
-        self.broker.publish(BusMessage::Deliver { target, event });
-    }
-
-    /// `user_id` starts receiving `channel_id` on every node (call after storing the membership).
-    pub fn join(&self, user_id: i64, channel_id: i64) {
-        self.broker.publish(BusMessage::Join {
-            user_id,
-            channel_id,
-        });
-    }
-
-    /// `user_id` stops receiving `channel_id` on every node.
-    pub fn leave(&self, user_id: i64, channel_id: i64) {
-        self.broker.publish(BusMessage::Leave {
-            user_id,
-            channel_id,
-        });
-    }
-
-    /// Calls `forget` with every session that ends, on this node or another (once; later calls
-    /// are ignored).
-    pub fn on_session_ended(&self, forget: SessionEnded) {
-        let _ = self.local.session_ended.set(forget);
-    }
-
-    /// Every connection opened with `session` closes (code 4001), on every node: its user
-    /// signed out.
-    pub fn end_session(&self, session: SessionTag) {
-        self.broker.publish(BusMessage::EndSession { session });
-    }
-
-    /// Registers a connection of `user_id`, opened with `session`, receiving `channels`.
-    pub fn register(
-        &self,
-        user_id: i64,
-        session: SessionTag,
-        channels: &[i64],
-    ) -> Result<Registration, RegisterError> {
-        let config = self.local.config;
-        let mut registry = self.local.write();
-        let existing = registry.by_user.get(&user_id).map_or(0, Vec::len);
-        if existing >= config.max_connections_per_user {
-            return Err(RegisterError::TooManyForUser(
-                config.max_connections_per_user,
-            ));
-        }
-        let id = self.local.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = mpsc::channel(config.queue_capacity);
-        let kick = Arc::new(Kick::default());
-        registry.conns.insert(
-            id,
-            Conn {
-                user_id,
-                session,
-                tx,
-                kick: kick.clone(),
-                channels: Vec::with_capacity(channels.len()),
-            },
-        );
-        registry.by_user.entry(user_id).or_default().push(id);
-        for channel_id in channels {
-            registry.subscribe(id, *channel_id);
-        }
-        Ok(Registration {
-            id,
-            rx,
-            kick,
-            hub: self.clone(),
-        })
-    }
-
-    pub fn unregister(&self, conn_id: ConnId) {
-        let mut registry = self.local.write();
-        let Some(conn) = registry.conns.remove(&conn_id) else {
-            return;
-        };
-        for channel_id in &conn.channels {
-            registry.remove_subscriber(*channel_id, conn_id);
-        }
-        remove_from(&mut registry.by_user, conn.user_id, conn_id);
-    }
-
-    /// Whether the connection receives `channel_id` (i.e. its user is a member).
-    pub fn receives(&self, conn_id: ConnId, channel_id: i64) -> bool {
-        self.local
-            .read()
-            .conns
-            .get(&conn_id)
-            .is_some_and(|conn| conn.channels.contains(&channel_id))
-    }
-
-    /// Open connections on this node.
-    pub fn connection_count(&self) -> usize {
-        self.local.read().conns.len()
-    }
-
-    /// Open connections of `user_id` on this node.
-    pub fn user_connection_count(&self, user_id: i64) -> usize {
-        self.local.read().by_user.get(&user_id).map_or(0, Vec::len)
-    }
-
-    pub fn broker_name(&self) -> &'static str {
-        self.broker.name()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const NO_SESSION: SessionTag = [0; 16];
-
-    fn typing(channel_id: i64, user_id: i64) -> ServerEvent {
-        ServerEvent::Typing {
-            channel_id,
-            user_id,
-            expires_at: 0,
-        }
-    }
-
-    #[test]
-    fn delivers_to_channel_subscribers_only() {
-        let hub = Hub::new(HubConfig::default());
-        let mut ann = hub.register(1, NO_SESSION, &[10]).unwrap();
-        let mut bob = hub.register(2, NO_SESSION, &[10, 20]).unwrap();
-        let mut eve = hub.register(3, NO_SESSION, &[20]).unwrap();
-        hub.publish(Target::Channel(10), typing(10, 1));
-        assert!(ann.rx.try_recv().is_ok());
-        assert!(bob.rx.try_recv().is_ok());
-        assert!(eve.rx.try_recv().is_err());
-        hub.publish(
-            Target::ChannelExcept {
-                channel_id: 10,
-                user_id: 1,
-            },
-            typing(10, 1),
-        );
-        assert!(ann.rx.try_recv().is_err());
-        assert!(bob.rx.try_recv().is_ok());
-    }
-
-    #[test]
-    fn join_and_leave_change_what_a_user_receives() {
-        let hub = Hub::new(HubConfig::default());
-        let mut tab1 = hub.register(1, NO_SESSION, &[]).unwrap();
-        let mut tab2 = hub.register(1, NO_SESSION, &[]).unwrap();
-        hub.join(1, 10);
-        assert!(hub.receives(tab1.id, 10) && hub.receives(tab2.id, 10));
-        hub.publish(Target::Channel(10), typing(10, 2));
-        assert!(tab1.rx.try_recv().is_ok() && tab2.rx.try_recv().is_ok());
-        hub.leave(1, 10);
-        hub.publish(Target::Channel(10), typing(10, 2));
-        assert!(tab1.rx.try_recv().is_err() && tab2.rx.try_recv().is_err());
-    }
-
-    #[test]
-    fn full_queue_flags_the_connection_as_lagging() {
-        let hub = Hub::new(HubConfig {
-            queue_capacity: 2,
-            ..HubConfig::default()
-        });
-        let slow = hub.register(1, NO_SESSION, &[10]).unwrap();
-        let mut fast = hub.register(2, NO_SESSION, &[10]).unwrap();
-        for _ in 0..3 {
-            hub.publish(Target::Channel(10), typing(10, 3));
-            assert!(fast.rx.try_recv().is_ok(), "others keep receiving");
-        }
-        let kicked = slow.kick.wait();
-        tokio::pin!(kicked);
-        assert_eq!(
-            futures_poll_ready(kicked.as_mut()),
-            Some(close_code::LAGGING),
-            "slow connection was told to go"
-        );
-    }
-
-    #[test]
-    fn per_user_connection_cap_and_unregister() {
-        let hub = Hub::new(HubConfig {
-            max_connections_per_user: 2,
-            ..HubConfig::default()
-        });
-        let a = hub.register(1, NO_SESSION, &[10]).unwrap();
-        let _b = hub.register(1, NO_SESSION, &[10]).unwrap();
-        assert_eq!(
-            hub.register(1, NO_SESSION, &[])
-                .err()
-                .map(|e| e.to_string()),
-            Some(RegisterError::TooManyForUser(2).to_string())
-        );
-        drop(a);
-        assert_eq!(hub.user_connection_count(1), 1);
-        let _c = hub.register(1, NO_SESSION, &[]).unwrap();
-        assert_eq!(hub.connection_count(), 2);
-    }
-
-    /// Polls a future once without a runtime.
-    /// The future's output if it is ready at once.
-    fn futures_poll_ready<F: std::future::Future>(
-        future: std::pin::Pin<&mut F>,
-    ) -> Option<F::Output> {
-        let waker = std::task::Waker::noop();
-        let mut cx = std::task::Context::from_waker(waker);
-        match future.poll(&mut cx) {
-            std::task::Poll::Ready(output) => Some(output),
-            std::task::Poll::Pending => None,
-        }
-    }
-
-    #[test]
-    fn ending_a_session_kicks_only_its_connections() {
-        let hub = Hub::new(HubConfig::default());
-        let (one, two) = ([1; 16], [2; 16]);
-        let signed_out = hub.register(1, one, &[10]).unwrap();
-        let other_session = hub.register(1, two, &[10]).unwrap();
-        hub.end_session(one);
-        let kicked = signed_out.kick.wait();
-        tokio::pin!(kicked);
-        assert_eq!(
-            futures_poll_ready(kicked.as_mut()),
-            Some(close_code::SIGNED_OUT)
-        );
-        let untouched = other_session.kick.wait();
-        tokio::pin!(untouched);
-        assert_eq!(futures_poll_ready(untouched.as_mut()), None);
+    fn name(&self) -> &'static str {
+        "local"
     }
 }

@@ -19,12 +19,11 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::broker::{BusMessage, Target};
-use super::hub::LocalFanout;
-use super::protocol::ServerEvent;
+use super::fanout::{BusMessage, ChannelChange, LocalFanout, Target};
 use crate::messages::{Message, PageCursor};
-use crate::server::Database;
-use crate::server::db::StoreResult;
+use crate::realtime::protocol::ServerEvent;
+use crate::server::storage::StoreResult;
+use crate::server::{Database, metrics};
 
 /// Messages read per database page during a repair.
 const REPAIR_PAGE: u32 = 200;
@@ -34,6 +33,11 @@ const REPAIR_MAX: usize = 2_000;
 /// the held events are dropped: the repair reads every seq after the delivered one from the
 /// database, in its current state, edits and deletions included, so nothing is lost.
 const MAX_HELD: usize = 10_000;
+/// Commands waiting for the task. A command that finds it full is dropped and counted, and the
+/// task then resynchronizes from the truth (which channels this node's connections receive,
+/// each connected user's stored memberships, every channel's head), so a burst it cannot keep
+/// up with costs latency, never a lost message or a wrong subscription.
+const QUEUE: usize = 65_536;
 
 /// How often heads are checked.
 #[derive(Debug, Clone, Copy)]
@@ -51,13 +55,6 @@ impl Default for HeadCheck {
             every_while_down: Duration::from_millis(500),
         }
     }
-}
-
-/// A channel gained its first, or lost its last, local subscriber.
-#[derive(Debug, Clone, Copy)]
-pub enum ChannelChange {
-    Subscribed(i64),
-    Unsubscribed(i64),
 }
 
 enum Command {
@@ -80,7 +77,9 @@ enum Command {
 /// Cheap handle to the sequencer task.
 #[derive(Clone)]
 pub struct Sequencer {
-    commands: mpsc::UnboundedSender<Command>,
+    commands: mpsc::Sender<Command>,
+    /// Set when a command was dropped because the queue was full: the task resynchronizes.
+    overflowed: Arc<AtomicBool>,
 }
 
 impl Sequencer {
@@ -92,14 +91,18 @@ impl Sequencer {
         head_check: HeadCheck,
         bus_up: Arc<AtomicBool>,
     ) -> Self {
-        let (commands, queue) = mpsc::unbounded_channel();
-        let sequencer = Self { commands };
+        let (commands, queue) = mpsc::channel(QUEUE);
+        let sequencer = Self {
+            commands,
+            overflowed: Arc::new(AtomicBool::new(false)),
+        };
         let task = Task {
             local: Arc::downgrade(&local),
             db,
             streams: HashMap::new(),
             commands: sequencer.commands.downgrade(),
             checking_heads: false,
+            overflowed: sequencer.overflowed.clone(),
         };
         tokio::spawn(task.run(queue, head_check, bus_up));
         sequencer
@@ -110,11 +113,28 @@ impl Sequencer {
     /// must not overtake the `member_removed` published before it, which the removed user
     /// still has to receive.
     pub fn apply(&self, message: BusMessage) {
-        let _ = self.commands.send(Command::Apply(message));
+        self.enqueue(Command::Apply(message));
+    }
+
+    /// [`Self::apply`] for a caller that can wait (the bus subscriber): a full queue slows it
+    /// down instead of dropping.
+    pub async fn apply_waiting(&self, message: BusMessage) {
+        let _ = self.commands.send(Command::Apply(message)).await;
     }
 
     pub fn channel_changed(&self, change: ChannelChange) {
-        let _ = self.commands.send(Command::Change(change));
+        self.enqueue(Command::Change(change));
+    }
+
+    /// Queues `command` without waiting (callers hold locks or serve requests); a full queue
+    /// drops it and makes the task resynchronize.
+    fn enqueue(&self, command: Command) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.commands.try_send(command) {
+            if !self.overflowed.swap(true, Ordering::Relaxed) {
+                tracing::warn!("sequencer queue full: dropping commands until it resynchronizes");
+            }
+            metrics::sequencer_dropped();
+        }
     }
 
     /// Completes once `channel_id`'s stream knows where it starts (at once when there is no
@@ -124,6 +144,7 @@ impl Sequencer {
         if self
             .commands
             .send(Command::WhenReady(channel_id, tx))
+            .await
             .is_ok()
         {
             let _ = rx.await;
@@ -132,7 +153,7 @@ impl Sequencer {
 
     /// Compares every channel with the database now (after the bus reconnects, say).
     pub fn check_heads(&self) {
-        let _ = self.commands.send(Command::CheckHeads);
+        self.enqueue(Command::CheckHeads);
     }
 }
 
@@ -164,8 +185,9 @@ struct Task {
     db: Arc<dyn Database>,
     streams: HashMap<i64, Stream>,
     /// For spawned reads to report back; weak so the task ends with the last handle.
-    commands: mpsc::WeakUnboundedSender<Command>,
+    commands: mpsc::WeakSender<Command>,
     checking_heads: bool,
+    overflowed: Arc<AtomicBool>,
 }
 
 fn is_created(event: &ServerEvent) -> bool {
@@ -178,7 +200,18 @@ fn message_position(event: &ServerEvent) -> Option<(i64, i64)> {
         ServerEvent::MessageCreated { message }
         | ServerEvent::MessageUpdated { message }
         | ServerEvent::MessageDeleted { message } => Some((message.channel_id, message.seq)),
-        _ => None,
+        // Named one by one: a new event kind must decide whether it is ordered by seq.
+        ServerEvent::Hello { .. }
+        | ServerEvent::Typing { .. }
+        | ServerEvent::TypingStopped { .. }
+        | ServerEvent::ReadUpdated { .. }
+        | ServerEvent::Presence { .. }
+        | ServerEvent::MemberAdded { .. }
+        | ServerEvent::MemberRemoved { .. }
+        | ServerEvent::ChannelUpdated { .. }
+        | ServerEvent::CaughtUp { .. }
+        | ServerEvent::Error { .. }
+        | ServerEvent::Pong { .. } => None,
     }
 }
 
@@ -192,7 +225,7 @@ fn apply(local: &Weak<LocalFanout>, message: BusMessage) {
 impl Task {
     async fn run(
         mut self,
-        mut queue: mpsc::UnboundedReceiver<Command>,
+        mut queue: mpsc::Receiver<Command>,
         head_check: HeadCheck,
         bus_up: Arc<AtomicBool>,
     ) {
@@ -206,6 +239,10 @@ impl Task {
                     None => return,
                 },
                 _ = ticks.tick() => {
+                    metrics::sequencer_queue_depth(queue.len());
+                    if self.overflowed.swap(false, Ordering::Relaxed) {
+                        self.resync();
+                    }
                     since_check += head_check.every_while_down;
                     let due = if bus_up.load(Ordering::Relaxed) {
                         head_check.every
@@ -347,10 +384,12 @@ impl Task {
         tokio::spawn(async move {
             let messages = read_after(db.as_ref(), channel_id, after).await;
             if let Some(commands) = commands.upgrade() {
-                let _ = commands.send(Command::Repaired {
-                    channel_id,
-                    messages,
-                });
+                let _ = commands
+                    .send(Command::Repaired {
+                        channel_id,
+                        messages,
+                    })
+                    .await;
             }
         });
     }
@@ -401,10 +440,12 @@ impl Task {
                 .await
                 .map(|heads| heads.first().map_or(0, |&(_, last_seq)| last_seq));
             if let Some(commands) = commands.upgrade() {
-                let _ = commands.send(Command::Started {
-                    channel_id,
-                    last_seq,
-                });
+                let _ = commands
+                    .send(Command::Started {
+                        channel_id,
+                        last_seq,
+                    })
+                    .await;
             }
         });
     }
@@ -429,12 +470,30 @@ impl Task {
                 tokio::spawn(async move {
                     tokio::time::sleep(Duration::from_millis(500)).await;
                     if let Some(commands) = commands.upgrade() {
-                        let _ =
-                            commands.send(Command::Change(ChannelChange::Subscribed(channel_id)));
+                        let _ = commands
+                            .send(Command::Change(ChannelChange::Subscribed(channel_id)))
+                            .await;
                     }
                 });
             }
         }
+    }
+
+    /// After dropped commands: streams for exactly the channels someone here receives, every
+    /// connected user's subscriptions set to their stored memberships (a dropped join or leave),
+    /// and every head checked (a dropped message).
+    fn resync(&mut self) {
+        let Some(local) = self.local.upgrade() else {
+            return;
+        };
+        let subscribed = local.subscribed_channels();
+        self.streams
+            .retain(|channel_id, _| subscribed.contains(channel_id));
+        for channel_id in subscribed {
+            self.start(channel_id);
+        }
+        tokio::spawn(reload_memberships(local, self.db.clone()));
+        self.check_heads();
     }
 
     fn check_heads(&mut self) {
@@ -455,7 +514,7 @@ impl Task {
         tokio::spawn(async move {
             let heads = db.last_seqs(&channels).await;
             if let Some(commands) = commands.upgrade() {
-                let _ = commands.send(Command::Heads(heads));
+                let _ = commands.send(Command::Heads(heads)).await;
             }
         });
     }
@@ -493,6 +552,20 @@ async fn read_after(db: &dyn Database, channel_id: i64, after: i64) -> StoreResu
         messages.extend(page.messages);
         if !page.has_more || messages.len() >= REPAIR_MAX {
             return Ok(messages);
+        }
+    }
+}
+
+/// Sets each connected user's subscriptions to their memberships as stored, for when joins and
+/// leaves may have been lost (the bus was down, or this task's queue overflowed).
+pub async fn reload_memberships(local: Arc<LocalFanout>, db: Arc<dyn Database>) {
+    for user_id in local.connected_users() {
+        match db.channel_ids_for_user(user_id).await {
+            Ok(channels) => local.set_channels_of(user_id, &channels),
+            Err(error) => {
+                tracing::warn!(%error, user_id, "reloading memberships failed");
+                return;
+            }
         }
     }
 }
