@@ -269,3 +269,22 @@ impl SeqTracker {
         }
     }
 }
+
+/// Reads `ws` until it closes, counting gaps and duplicates per channel into `lost` and
+/// `duplicated`, and hands every message delivered for the first time to `each`. The one
+/// receive loop of every scenario that measures deliveries.
+pub async fn receive_messages(
+    ws: &mut Socket,
+    lost: &std::sync::atomic::AtomicU64,
+    duplicated: &std::sync::atomic::AtomicU64,
+    mut each: impl FnMut(&DeliveredMessage<'_>),
+) {
+    let mut seqs = SeqTracker::default();
+    while let Some(text) = next_text(ws).await {
+        if let Some(message) = delivered_message(text.as_str())
+            && seqs.count(message.channel_id, message.seq, lost, duplicated)
+        {
+            each(&message);
+        }
+    }
+}

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::client::{Api, SeqTracker, connect, delivered_message, next_text, now_micros};
+use crate::client::{Api, connect, now_micros, receive_messages};
 use crate::report::{Metric, Report, ServerUsage, histogram, percentiles, progress, record};
 use crate::server::Server;
 
@@ -60,19 +60,7 @@ pub async fn run(server: &Server, args: FanoutArgs) -> Result<Report, String> {
         let (latencies, counters, measure_from) =
             (latencies.clone(), counters.clone(), measure_from.clone());
         readers.push(tokio::spawn(async move {
-            let mut seqs = SeqTracker::default();
-            while let Some(text) = next_text(&mut ws).await {
-                let Some(message) = delivered_message(text.as_str()) else {
-                    continue;
-                };
-                if !seqs.count(
-                    message.channel_id,
-                    message.seq,
-                    &counters.lost,
-                    &counters.duplicated,
-                ) {
-                    continue;
-                }
+            receive_messages(&mut ws, &counters.lost, &counters.duplicated, |message| {
                 let intended: u64 = message
                     .body
                     .as_deref()
@@ -83,7 +71,8 @@ pub async fn run(server: &Server, args: FanoutArgs) -> Result<Report, String> {
                     counters.deliveries.fetch_add(1, Ordering::Relaxed);
                     record(&latencies, now_micros().saturating_sub(intended));
                 }
-            }
+            })
+            .await;
         }));
     }
 

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
-use crate::client::{Account, Api, SeqTracker, Socket, connect, delivered_message, next_text};
+use crate::client::{Account, Api, Socket, connect, receive_messages};
 use crate::report::{
     Metric, Report, ServerUsage, Table, histogram, max_ms, percentiles, progress, record,
 };
@@ -82,19 +82,7 @@ struct Receivers {
 /// one overloaded step does not spoil the next ones (its deliveries still count as missing).
 async fn receive(mut ws: Socket, ws_url: String, token: String, shared: Arc<Receivers>) {
     loop {
-        let mut seqs = SeqTracker::default();
-        while let Some(text) = next_text(&mut ws).await {
-            let Some(message) = delivered_message(text.as_str()) else {
-                continue;
-            };
-            if !seqs.count(
-                message.channel_id,
-                message.seq,
-                &shared.lost,
-                &shared.duplicated,
-            ) {
-                continue;
-            }
+        receive_messages(&mut ws, &shared.lost, &shared.duplicated, |message| {
             let step = message
                 .body
                 .as_deref()
@@ -104,7 +92,8 @@ async fn receive(mut ws: Socket, ws_url: String, token: String, shared: Arc<Rece
             if step == Some(shared.step.load(Ordering::Relaxed)) {
                 shared.deliveries.fetch_add(1, Ordering::Relaxed);
             }
-        }
+        })
+        .await;
         shared.dropped.fetch_add(1, Ordering::Relaxed);
         // Seqs restart being tracked after the reconnect: what was sent meanwhile is missing
         // from its step, not a gap.
