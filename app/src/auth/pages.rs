@@ -73,6 +73,38 @@ fn form_error(error: Signal<Option<ApiError>>, fields: &'static [&'static str]) 
     }
 }
 
+/// The frame both sign-in pages share: the title, the form with its fields, errors that belong
+/// to no field, the submit button (busy while the request runs) and the link to the other page.
+#[component]
+fn SignInForm(
+    title: &'static str,
+    /// The names of the form's fields: their errors show beside them, not above the button.
+    fields: &'static [&'static str],
+    error: Signal<Option<ApiError>>,
+    on_submit: Callback<leptos::ev::SubmitEvent>,
+    pending: Signal<bool>,
+    submit_label: &'static str,
+    busy_label: &'static str,
+    /// The link to the other page: the question before it, its text and its address.
+    other_page: (&'static str, &'static str, &'static str),
+    children: Children,
+) -> impl IntoView {
+    let (question, link_text, href) = other_page;
+    view! {
+        <main class="page page--narrow">
+            <h1>{title}</h1>
+            <form class="form" on:submit=move |ev| on_submit.run(ev) novalidate>
+                {children()}
+                {form_error(error, fields)}
+                <button class="button" type="submit" disabled=move || pending.get()>
+                    {move || if pending.get() { busy_label } else { submit_label }}
+                </button>
+            </form>
+            <p>{question} <A href=href>{link_text}</A></p>
+        </main>
+    }
+}
+
 /// What both sign-in forms share: the error to show (the form's own check first, then the
 /// server's answer) and, once signed in, the move to the home page.
 fn sign_in_form<I: Send + Sync + 'static>(
@@ -120,20 +152,15 @@ pub fn LoginPage() -> impl IntoView {
     };
 
     view! {
-        <main class="page page--narrow">
-            <h1>"Log in to DealNest Chat"</h1>
-            <form class="form" on:submit=on_submit novalidate>
-                <Field label="Username" name="username" autocomplete="username" value=username
-                    error=field_error(error, "username") />
-                <Field label="Password" name="password" kind="password" autocomplete="current-password"
-                    value=password error=field_error(error, "password") />
-                {form_error(error, &["username", "password"])}
-                <button class="button" type="submit" disabled=move || submit.pending().get()>
-                    {move || if submit.pending().get() { "Logging in…" } else { "Log in" }}
-                </button>
-            </form>
-            <p>"New here? " <A href="/signup">"Create an account"</A></p>
-        </main>
+        <SignInForm title="Log in to DealNest Chat" fields=&["username", "password"] error
+            on_submit=Callback::new(on_submit) pending=submit.pending().into()
+            submit_label="Log in" busy_label="Logging in…"
+            other_page=("New here? ", "Create an account", "/signup")>
+            <Field label="Username" name="username" autocomplete="username" value=username
+                error=field_error(error, "username") />
+            <Field label="Password" name="password" kind="password" autocomplete="current-password"
+                value=password error=field_error(error, "password") />
+        </SignInForm>
     }
 }
 
@@ -169,21 +196,17 @@ pub fn SignupPage() -> impl IntoView {
     };
 
     view! {
-        <main class="page page--narrow">
-            <h1>"Create your DealNest Chat account"</h1>
-            <form class="form" on:submit=on_submit novalidate>
-                <Field label="Username" name="username" autocomplete="username" value=username
-                    error=field_error(error, "username") />
-                <Field label="Display name" name="display_name" autocomplete="name" value=display_name
-                    error=field_error(error, "display_name") />
-                <Field label="Password" name="password" kind="password" autocomplete="new-password"
-                    value=password error=field_error(error, "password") />
-                {form_error(error, &["username", "display_name", "password"])}
-                <button class="button" type="submit" disabled=move || submit.pending().get()>
-                    {move || if submit.pending().get() { "Creating account…" } else { "Sign up" }}
-                </button>
-            </form>
-            <p>"Already have an account? " <A href="/login">"Log in"</A></p>
-        </main>
+        <SignInForm title="Create your DealNest Chat account"
+            fields=&["username", "display_name", "password"] error
+            on_submit=Callback::new(on_submit) pending=submit.pending().into()
+            submit_label="Sign up" busy_label="Creating account…"
+            other_page=("Already have an account? ", "Log in", "/login")>
+            <Field label="Username" name="username" autocomplete="username" value=username
+                error=field_error(error, "username") />
+            <Field label="Display name" name="display_name" autocomplete="name" value=display_name
+                error=field_error(error, "display_name") />
+            <Field label="Password" name="password" kind="password" autocomplete="new-password"
+                value=password error=field_error(error, "password") />
+        </SignInForm>
     }
 }
