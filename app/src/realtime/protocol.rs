@@ -21,9 +21,16 @@ pub const MAX_FRAME_BYTES: usize = 32 * 1024;
 /// characters) is 27,630 bytes, under [`MAX_FRAME_BYTES`] (checked by a test below).
 pub const MAX_RESUME_CURSORS: usize = 400;
 
-/// Close codes the server uses besides the standard ones (1000 normal, 1007 invalid UTF-8,
-/// 1009 message too big, 1012 server restarting).
+/// Every close code the server sends (1000, a normal close, aside).
 pub mod close_code {
+    /// A frame broke the WebSocket protocol.
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    /// A text frame was not valid UTF-8.
+    pub const INVALID_UTF8: u16 = 1007;
+    /// A frame exceeded the size limit.
+    pub const MESSAGE_TOO_BIG: u16 = 1009;
+    /// Catch-up could not read the database: reconnect and resume.
+    pub const CATCH_UP_FAILED: u16 = 1011;
     /// The server is draining before a stop or restart: reconnect (after a short random wait)
     /// and resume.
     pub const RESTARTING: u16 = 1012;

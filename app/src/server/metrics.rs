@@ -485,10 +485,10 @@ pub fn websocket_closed(code: Option<u16>) {
     };
     match code {
         None => closed("none", "client_gone"),
-        Some(1002) => closed("1002", "protocol_error"),
-        Some(1007) => closed("1007", "invalid_utf8"),
-        Some(1009) => closed("1009", "message_too_big"),
-        Some(1011) => closed("1011", "catch_up_failed"),
+        Some(close_code::PROTOCOL_ERROR) => closed("1002", "protocol_error"),
+        Some(close_code::INVALID_UTF8) => closed("1007", "invalid_utf8"),
+        Some(close_code::MESSAGE_TOO_BIG) => closed("1009", "message_too_big"),
+        Some(close_code::CATCH_UP_FAILED) => closed("1011", "catch_up_failed"),
         Some(close_code::RESTARTING) => closed("1012", "server_restart"),
         Some(close_code::SIGNED_OUT) => closed("4001", "signed_out"),
         Some(close_code::LAGGING) => closed("4008", "lagging"),

@@ -205,9 +205,15 @@ pub fn parse_client_event(text: &str) -> Result<ClientEvent, (ErrorCode, String)
 fn close_for(error: axum::Error) -> Stop {
     let inner = error.into_inner();
     match inner.downcast_ref::<tungstenite::Error>() {
-        Some(tungstenite::Error::Capacity(_)) => Stop::Close(1009, "message too big"),
-        Some(tungstenite::Error::Utf8(_)) => Stop::Close(1007, "text frame is not valid UTF-8"),
-        Some(tungstenite::Error::Protocol(_)) => Stop::Close(1002, "protocol error"),
+        Some(tungstenite::Error::Capacity(_)) => {
+            Stop::Close(close_code::MESSAGE_TOO_BIG, "message too big")
+        }
+        Some(tungstenite::Error::Utf8(_)) => {
+            Stop::Close(close_code::INVALID_UTF8, "text frame is not valid UTF-8")
+        }
+        Some(tungstenite::Error::Protocol(_)) => {
+            Stop::Close(close_code::PROTOCOL_ERROR, "protocol error")
+        }
         _ => Stop::Gone,
     }
 }

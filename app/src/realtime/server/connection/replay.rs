@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
 use crate::messages::{Message, PageCursor};
-use crate::realtime::protocol::{ChannelCursor, ErrorCode, ServerEvent};
+use crate::realtime::protocol::{ChannelCursor, ErrorCode, ServerEvent, close_code};
 use crate::realtime::server::fanout::Outbound;
 
 use super::{Connection, Stop};
@@ -89,7 +89,10 @@ impl Connection {
                 channel_id,
             } => {
                 if self.is_current(channel_id, generation) {
-                    return Err(Stop::Close(1011, "catch-up failed: reconnect and resume"));
+                    return Err(Stop::Close(
+                        close_code::CATCH_UP_FAILED,
+                        "catch-up failed: reconnect and resume",
+                    ));
                 }
             }
         }
