@@ -43,10 +43,12 @@ if ! wasm-bindgen --version 2>/dev/null | grep -q "$bindgen_version"; then
 fi
 
 if $with_test_tools; then
-  # chromium drives the browser tests; sqlite3 lets a spec back-date seeded messages.
+  # chromium drives the browser tests; sqlite3 lets a spec back-date seeded messages;
+  # python3 runs the import-cycle check.
   missing=()
   [[ -x /usr/bin/chromium ]] || missing+=(chromium)
   command -v sqlite3 >/dev/null || missing+=(sqlite3)
+  command -v python3 >/dev/null || missing+=(python3)
   if ((${#missing[@]})); then
     step "installing Debian packages for browser tests: ${missing[*]}"
     as_root apt-get update

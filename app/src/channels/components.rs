@@ -32,19 +32,16 @@ pub fn Sidebar() -> impl IntoView {
     let dialog = RwSignal::new(None::<Dialog>);
     let navigate = use_navigate();
     let sign_out = Action::new(move |_: &()| {
-        chat.signing_out.set_value(true);
+        chat.begin_sign_out();
         logout()
     });
     Effect::new(move |_| match sign_out.value().get() {
         Some(Ok(())) => navigate("/login", Default::default()),
-        Some(Err(_)) => chat.signing_out.set_value(false),
+        Some(Err(_)) => chat.sign_out_failed(),
         None => {}
     });
-    let ids = move || {
-        chat.channels
-            .with(|list| list.iter().map(|c| c.id).collect::<Vec<_>>())
-    };
-    let me = chat.me.get_value();
+    let ids = move || chat.with_channels(|list| list.iter().map(|c| c.id).collect::<Vec<_>>());
+    let me = chat.me();
 
     view! {
         <nav class="sidebar" aria-label="Channels">
@@ -62,7 +59,7 @@ pub fn Sidebar() -> impl IntoView {
             <ul class="channel-list">
                 <For each=ids key=|id| *id children=move |id| view! { <ChannelRow id /> } />
             </ul>
-            <Show when=move || chat.channels.with(Vec::is_empty)>
+            <Show when=move || chat.with_channels(<[_]>::is_empty)>
                 <p class="muted sidebar__empty">"No conversations yet. Start one above."</p>
             </Show>
             <div class="sidebar__me">
@@ -104,7 +101,7 @@ fn ChannelRow(id: i64) -> impl IntoView {
     };
     let time = move || {
         let created = row().and_then(|c| c.last_message).map(|m| m.created_at)?;
-        chat.mounted.get().then(|| clock_time(created))
+        chat.mounted().then(|| clock_time(created))
     };
     view! {
         <li>
@@ -283,7 +280,7 @@ fn StartDialog(kind: Dialog, close: impl Fn() + Copy + Send + Sync + 'static) ->
     let open = {
         let navigate = navigate.clone();
         move |detail: ChannelDetail| {
-            chat.add_channel(ChannelSummary::from_detail(&detail, &chat.me.get_value()));
+            chat.add_channel(ChannelSummary::from_detail(&detail, &chat.me()));
             close();
             navigate(&format!("/c/{}", detail.id), Default::default());
         }
@@ -427,7 +424,7 @@ pub fn MembersPanel(
     let me = chat.my_id();
     let confirm_leave = RwSignal::new(false);
     let error = RwSignal::new(None::<String>);
-    let detail = move || chat.details.with(|d| d.get(&channel_id).cloned());
+    let detail = move || chat.with_detail(channel_id, |d| d.cloned());
     let is_group = move || detail().is_some_and(|d| d.kind == ChannelKind::Group);
     let i_own = move || {
         detail().is_some_and(|d| {
@@ -438,9 +435,7 @@ pub fn MembersPanel(
     };
     // Both membership changes answer with the updated channel, or an error to show.
     let show = move |result: Result<ChannelDetail, ApiError>| match result {
-        Ok(updated) => chat.details.update(|d| {
-            d.insert(channel_id, updated);
-        }),
+        Ok(updated) => chat.store_detail(updated),
         Err(e) => {
             let _ = error.try_set(Some(e.to_string()));
         }

@@ -9,11 +9,11 @@ use crate::ui::format::ago;
 
 /// "online", "away", "last seen 5 min ago" or "offline".
 pub fn presence_text(chat: ChatClient, user_id: i64) -> String {
-    let info = chat.presence.with(|p| p.get(&user_id).copied());
+    let info = chat.presence_of(user_id);
     match info {
         Some(info) if info.state == PresenceState::Online => "online".into(),
         Some(info) if info.state == PresenceState::Away => "away".into(),
-        Some(info) => match (info.last_seen_at, chat.mounted.get()) {
+        Some(info) => match (info.last_seen_at, chat.mounted()) {
             (Some(seen), true) => format!("last seen {}", ago(now_ms(), seen)),
             _ => "offline".into(),
         },
@@ -26,9 +26,8 @@ pub fn presence_text(chat: ChatClient, user_id: i64) -> String {
 pub fn PresenceDot(user_id: i64) -> impl IntoView {
     let chat = expect_context::<ChatClient>();
     let state = move || {
-        chat.presence
-            .with(|p| p.get(&user_id).map(|info| info.state))
-            .unwrap_or(PresenceState::Offline)
+        chat.presence_of(user_id)
+            .map_or(PresenceState::Offline, |info| info.state)
     };
     let class = move || match state() {
         PresenceState::Online => "dot dot--online",

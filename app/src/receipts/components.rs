@@ -10,9 +10,8 @@ pub fn SeenBy(channel_id: i64, seq: i64, sender_id: i64) -> impl IntoView {
     let chat = expect_context::<ChatClient>();
     let me = chat.my_id();
     let text = move || {
-        let names: Vec<String> = chat.details.with(|details| {
-            details
-                .get(&channel_id)
+        let names: Vec<String> = chat.with_detail(channel_id, |detail| {
+            detail
                 .map(|detail| {
                     detail
                         .members

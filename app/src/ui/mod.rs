@@ -16,7 +16,6 @@ use crate::channels::api::list_channels;
 use crate::channels::components::{Sidebar, current_channel};
 use crate::error::ApiError;
 use crate::messages::components::ChannelView;
-use crate::realtime::browser::storage::session_storage;
 use crate::realtime::browser::{ChatClient, ConnectionStatus};
 use crate::realtime::protocol::ActivityState;
 
@@ -118,20 +117,20 @@ fn ChatPage() -> impl IntoView {
 #[component]
 fn ChatFrame(chat: ChatClient) -> impl IntoView {
     Effect::new(move |_| {
-        chat.mounted.set(true);
+        chat.mark_mounted();
         chat.connect();
     });
     track_activity(chat);
-    keep_outbox(chat);
+    chat.keep_outbox();
     // Reload the channel list when the socket says it is stale (reconnect, membership change).
     // Only the answer to the latest request counts: an older one may predate what this page
     // already knows (a channel just created, a read just marked).
     Effect::new(move |previous: Option<u64>| {
-        let generation = chat.channels_stale.get();
+        let generation = chat.channels_generation();
         if previous.is_some() || generation > 0 {
             leptos::task::spawn_local(async move {
                 if let Ok(list) = list_channels().await
-                    && chat.channels_stale.try_get_untracked() == Some(generation)
+                    && chat.channels_generation_untracked() == Some(generation)
                 {
                     chat.replace_channel_list(list);
                 }
@@ -142,7 +141,7 @@ fn ChatFrame(chat: ChatClient) -> impl IntoView {
     // Presence of DM partners for the sidebar dots. A memo, so new messages (which change the
     // channel list's previews) do not fetch presence again; only a new set of partners does.
     let peers = Memo::new(move |_| {
-        chat.channels.with(|list| {
+        chat.with_channels(|list| {
             list.iter()
                 .filter_map(|c| c.peer.as_ref().map(|p| p.id))
                 .collect::<Vec<i64>>()
@@ -150,7 +149,7 @@ fn ChatFrame(chat: ChatClient) -> impl IntoView {
     });
     Effect::new(move |_| {
         let peers = peers.get();
-        if !peers.is_empty() && chat.mounted.get() {
+        if !peers.is_empty() && chat.mounted() {
             leptos::task::spawn_local(async move {
                 if let Ok(snapshot) = crate::presence::api::get_presence(peers).await {
                     chat.set_presence_snapshot(snapshot);
@@ -162,9 +161,8 @@ fn ChatFrame(chat: ChatClient) -> impl IntoView {
     // The unread total in the tab title, kept by an effect (so only in the browser): a reactive
     // `<Title>` would be read on the server after the page's reactive owner is gone.
     Effect::new(move |_| {
-        let total = chat
-            .channels
-            .with(|list| list.iter().map(|c| c.unread_count.max(0)).sum::<i64>());
+        let total =
+            chat.with_channels(|list| list.iter().map(|c| c.unread_count.max(0)).sum::<i64>());
         document().set_title(&match total {
             0 => "DealNest Chat".to_owned(),
             n => format!("({n}) DealNest Chat"),
@@ -188,43 +186,12 @@ fn ChatFrame(chat: ChatClient) -> impl IntoView {
 #[component]
 fn Notice(chat: ChatClient) -> impl IntoView {
     view! {
-        <div class="notice" role="status" data-testid="notice" hidden=move || chat.notice.get().is_none()>
-            <span>{move || chat.notice.get()}</span>
+        <div class="notice" role="status" data-testid="notice" hidden=move || chat.notice().is_none()>
+            <span>{move || chat.notice()}</span>
             <button class="button button--small button--quiet" aria-label="Dismiss notice"
-                on:click=move |_| chat.notice.set(None)>"Dismiss"</button>
+                on:click=move |_| chat.dismiss_notice()>"Dismiss"</button>
         </div>
     }
-}
-
-/// Key of the tab's unsent messages in `sessionStorage`.
-const OUTBOX_KEY: &str = "dealnest.outbox";
-
-/// Unsent messages survive a reload of this tab: restored once hydrated, saved on each change.
-fn keep_outbox(chat: ChatClient) {
-    Effect::new(move |_| {
-        let saved = session_storage()
-            .and_then(|s| s.get_item(OUTBOX_KEY).ok().flatten())
-            .and_then(|text| serde_json::from_str(&text).ok())
-            .unwrap_or_default();
-        chat.restore_outbox(saved);
-    });
-    let outbox = Memo::new(move |_| chat.outbox());
-    Effect::new(move |first_run_done: Option<bool>| {
-        let entries = outbox.get();
-        // The first run may come before the restore above: it must not erase what was saved.
-        if first_run_done.is_none() {
-            return true;
-        }
-        if let Some(storage) = session_storage() {
-            let _ = if entries.is_empty() {
-                storage.remove_item(OUTBOX_KEY)
-            } else {
-                serde_json::to_string(&entries)
-                    .map_or(Ok(()), |text| storage.set_item(OUTBOX_KEY, &text))
-            };
-        }
-        true
-    });
 }
 
 /// Away when the tab is hidden or nobody touched it for a while; active again on any input.
@@ -241,7 +208,7 @@ fn track_activity(chat: ChatClient) {
     };
     let touched = move || {
         last_input.set_value(crate::clock::now_ms());
-        if chat.activity.get_untracked() == ActivityState::Away && !document().hidden() {
+        if chat.activity_untracked() == ActivityState::Away && !document().hidden() {
             chat.set_activity(ActivityState::Active);
         }
     };
@@ -270,8 +237,8 @@ fn track_activity(chat: ChatClient) {
 fn ConnectionBanner(chat: ChatClient) -> impl IntoView {
     view! {
         <div class="connection-banner" role="status" aria-live="polite" data-testid="connection-banner"
-            data-status=move || chat.status.get().as_str()
-            hidden=move || chat.status.get() != ConnectionStatus::Reconnecting>
+            data-status=move || chat.status().as_str()
+            hidden=move || chat.status() != ConnectionStatus::Reconnecting>
             "Connection lost — reconnecting…"
         </div>
     }

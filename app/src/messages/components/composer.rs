@@ -81,10 +81,7 @@ pub fn Composer() -> impl IntoView {
                 set_draft(String::new());
                 last_typing.set_value(0);
                 // Reading further back: go to the newest, where the message will appear.
-                if chat
-                    .logs
-                    .with_untracked(|l| l.get(&channel_id).is_some_and(|l| l.has_newer))
-                {
+                if chat.with_log_untracked(channel_id, |l| l.is_some_and(|l| l.has_newer)) {
                     spawn_local(load_window(chat, channel_id, None));
                 }
                 chat.submit(channel_id, new_client_id(), body.as_str().to_owned());
@@ -94,8 +91,8 @@ pub fn Composer() -> impl IntoView {
     };
     let edit_last = move || {
         let me = chat.my_id();
-        let last_mine = chat.logs.with_untracked(|logs| {
-            logs.get(&channel_id).and_then(|log| {
+        let last_mine = chat.with_log_untracked(channel_id, |log| {
+            log.and_then(|log| {
                 log.messages
                     .values()
                     .rev()
@@ -175,24 +172,12 @@ pub fn TypingLine(channel_id: i64) -> impl IntoView {
     });
     let text = move || {
         tick.track();
-        let now = now_ms();
-        let me = chat.my_id();
-        let typers: Vec<i64> = chat.typing.with(|t| {
-            t.get(&channel_id)
-                .map(|users| {
-                    users
-                        .iter()
-                        .filter(|(u, exp)| **u != me && **exp > now)
-                        .map(|(u, _)| *u)
-                        .collect()
-                })
-                .unwrap_or_default()
-        });
-        let names: Vec<String> = chat.details.with(|d| {
+        let typers = chat.typing_in(channel_id);
+        let names: Vec<String> = chat.with_detail(channel_id, |detail| {
             typers
                 .iter()
                 .map(|id| {
-                    d.get(&channel_id)
+                    detail
                         .and_then(|detail| detail.members.iter().find(|m| m.user.id == *id))
                         .map_or_else(|| "Someone".to_owned(), |m| m.user.display_name.clone())
                 })

@@ -71,8 +71,7 @@ pub fn MessageList() -> impl IntoView {
     let check_scheduled = StoredValue::new(false);
 
     let log_field = move |read: fn(&crate::realtime::browser::ChannelLog) -> bool| {
-        chat.logs
-            .with(|logs| logs.get(&channel_id).is_some_and(read))
+        chat.with_log(channel_id, |log| log.is_some_and(read))
     };
     let loaded = move || log_field(|l| l.loaded);
     let has_newer = move || log_field(|l| l.has_newer);
@@ -80,24 +79,20 @@ pub fn MessageList() -> impl IntoView {
     // Nothing until the window is loaded: a lone live message held before that must not be
     // shown (and so marked read) ahead of the unread ones before it.
     let seqs = move || {
-        chat.logs.with(|logs| {
-            logs.get(&channel_id)
-                .filter(|l| l.loaded)
+        chat.with_log(channel_id, |log| {
+            log.filter(|l| l.loaded)
                 .map(|l| l.messages.keys().copied().collect::<Vec<_>>())
                 .unwrap_or_default()
         })
     };
     let pending = move || {
-        chat.logs.with(|logs| {
-            logs.get(&channel_id)
-                .map(|l| l.pending.clone())
-                .unwrap_or_default()
+        chat.with_log(channel_id, |log| {
+            log.map(|l| l.pending.clone()).unwrap_or_default()
         })
     };
     let newest = move || {
-        chat.logs.with(|logs| {
-            logs.get(&channel_id)
-                .and_then(|l| l.messages.last_key_value().map(|(_, m)| m.clone()))
+        chat.with_log(channel_id, |log| {
+            log.and_then(|l| l.messages.last_key_value().map(|(_, m)| m.clone()))
         })
     };
 
@@ -118,9 +113,8 @@ pub fn MessageList() -> impl IntoView {
                         < el.get_bounding_client_rect().top()
                 }
                 // Not loaded: above the window if the window starts after it.
-                None => chat.logs.with_untracked(|logs| {
-                    logs.get(&channel_id)
-                        .and_then(|l| l.oldest_seq())
+                None => chat.with_log_untracked(channel_id, |log| {
+                    log.and_then(|l| l.oldest_seq())
                         .is_some_and(|oldest| oldest > after + 1)
                 }),
             };
@@ -130,17 +124,14 @@ pub fn MessageList() -> impl IntoView {
             return;
         };
         // Never past a hole in what is held: what lies in it has not been seen.
-        let held_through = chat.logs.with_untracked(|logs| {
-            logs.get(&channel_id)
-                .filter(|l| l.loaded)
-                .map_or(0, |l| l.contiguous_end())
+        let held_through = chat.with_log_untracked(channel_id, |log| {
+            log.filter(|l| l.loaded).map_or(0, |l| l.contiguous_end())
         });
         let newest_seen = newest_seen.min(held_through);
         if newest_seen > seen.get_untracked() {
             seen.set(newest_seen);
         }
-        let reading =
-            chat.activity.get_untracked() == ActivityState::Active && !document().hidden();
+        let reading = chat.activity_untracked() == ActivityState::Active && !document().hidden();
         let pointer = chat
             .summary_untracked(channel_id)
             .map_or(0, |c| c.last_read_seq);
@@ -229,7 +220,7 @@ pub fn MessageList() -> impl IntoView {
     });
     // Coming back to the tab (or from idle) reads what is on screen.
     Effect::new(move |_| {
-        if chat.activity.get() == ActivityState::Active {
+        if chat.activity() == ActivityState::Active {
             schedule_check();
         }
     });
@@ -238,9 +229,8 @@ pub fn MessageList() -> impl IntoView {
         if loading_older.get_untracked() {
             return;
         }
-        let (oldest, has_older) = chat.logs.with_untracked(|logs| {
-            logs.get(&channel_id)
-                .map(|l| (l.oldest_seq(), l.has_older))
+        let (oldest, has_older) = chat.with_log_untracked(channel_id, |log| {
+            log.map(|l| (l.oldest_seq(), l.has_older))
                 .unwrap_or((None, false))
         });
         let (Some(oldest), true) = (oldest, has_older) else {
@@ -269,15 +259,11 @@ pub fn MessageList() -> impl IntoView {
     };
     let load_newer = move || {
         if loading_newer.get_untracked()
-            || !chat
-                .logs
-                .with_untracked(|logs| logs.get(&channel_id).is_some_and(|l| l.has_newer))
+            || !chat.with_log_untracked(channel_id, |l| l.is_some_and(|l| l.has_newer))
         {
             return;
         }
-        let newest = chat
-            .logs
-            .with_untracked(|logs| logs.get(&channel_id).map_or(0, |l| l.newest_seq()));
+        let newest = chat.with_log_untracked(channel_id, |l| l.map_or(0, |l| l.newest_seq()));
         loading_newer.set(true);
         let generation = chat.window_generation(channel_id);
         spawn_local(async move {
@@ -308,9 +294,8 @@ pub fn MessageList() -> impl IntoView {
         let Some(after) = divider_after else {
             return;
         };
-        let held = chat.logs.with_untracked(|logs| {
-            logs.get(&channel_id)
-                .and_then(|l| l.oldest_seq())
+        let held = chat.with_log_untracked(channel_id, |log| {
+            log.and_then(|l| l.oldest_seq())
                 .is_some_and(|oldest| oldest <= after + 1)
         });
         if held {
@@ -329,10 +314,7 @@ pub fn MessageList() -> impl IntoView {
         }
     };
     let jump_to_latest = move |_| {
-        if chat
-            .logs
-            .with_untracked(|logs| logs.get(&channel_id).is_some_and(|l| l.has_newer))
-        {
+        if chat.with_log_untracked(channel_id, |l| l.is_some_and(|l| l.has_newer)) {
             spawn_local(async move {
                 load_window(chat, channel_id, None).await;
                 let _ = at_bottom.try_set(true);

@@ -16,13 +16,12 @@ use leptos::task::spawn_local;
 use leptos_router::components::A;
 
 use super::api::{delete_message, list_messages};
-use crate::channels::api::{get_channel, rename_channel};
+use crate::channels::api::rename_channel;
 use crate::channels::components::MembersPanel;
 use crate::channels::{ChannelKind, MemberRole};
 use crate::domain::ChannelName;
 use crate::presence::api::get_presence;
 use crate::realtime::browser::ChatClient;
-use crate::realtime::protocol::ClientEvent;
 use crate::ui::dialog::ConfirmDialog;
 use composer::{Composer, TypingLine};
 use list::MessageList;
@@ -50,18 +49,14 @@ struct ChannelViewState {
 /// window of messages — at the first unread one if there is one, else the newest.
 fn open_channel(chat: ChatClient, channel_id: i64, first_unread: Option<i64>) {
     spawn_local(async move {
-        if let Ok(detail) = get_channel(channel_id).await {
-            let ids: Vec<i64> = detail.members.iter().map(|m| m.user.id).collect();
-            chat.details.update(|d| {
-                d.insert(channel_id, detail);
-            });
-            if let Ok(snapshot) = get_presence(ids).await {
-                chat.set_presence_snapshot(snapshot);
-            }
+        if let Some(ids) = chat.load_members(channel_id).await
+            && let Ok(snapshot) = get_presence(ids).await
+        {
+            chat.set_presence_snapshot(snapshot);
         }
     });
-    let reusable = chat.logs.with_untracked(|logs| {
-        logs.get(&channel_id).is_some_and(|log| {
+    let reusable = chat.with_log_untracked(channel_id, |log| {
+        log.is_some_and(|log| {
             log.at_live_edge()
                 && first_unread.is_none_or(|seq| log.oldest_seq().is_some_and(|o| o <= seq))
         })
@@ -89,16 +84,6 @@ async fn load_window(chat: ChatClient, channel_id: i64, around: Option<i64>) {
     }
     let has_newer = around.is_some() && page.has_more;
     chat.replace_window(channel_id, page.messages, has_newer);
-    if !has_newer {
-        // Messages that arrived while loading may have left a gap: catch up from here.
-        let after_seq = chat
-            .logs
-            .with_untracked(|l| l.get(&channel_id).map_or(0, |l| l.newest_seq()));
-        chat.send(ClientEvent::Subscribe {
-            channel_id,
-            after_seq,
-        });
-    }
 }
 
 /// A UUIDv7: the time in milliseconds, then random bits. The server indexes keys per sender,
@@ -289,8 +274,7 @@ fn ChannelTitle(channel_id: i64, title: Signal<String>) -> impl IntoView {
 fn Announcer(channel_id: i64) -> impl IntoView {
     let chat = expect_context::<ChatClient>();
     let text = move || {
-        chat.arrived
-            .get()
+        chat.arrived()
             .filter(|m| m.channel_id == channel_id)
             .map(|m| match m.body {
                 Some(body) => format!("{}: {body}", m.sender_name),

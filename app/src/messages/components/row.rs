@@ -32,20 +32,18 @@ pub fn MessageRow(seq: i64) -> impl IntoView {
     let channel_id = view_state.channel_id;
     let me = chat.my_id();
     let message = move || {
-        chat.logs.with(|logs| {
-            logs.get(&channel_id)
-                .and_then(|l| l.messages.get(&seq).cloned())
+        chat.with_log(channel_id, |log| {
+            log.and_then(|l| l.messages.get(&seq).cloned())
         })
     };
-    let Some(first) = chat.logs.with_untracked(|logs| {
-        logs.get(&channel_id)
-            .and_then(|l| l.messages.get(&seq).cloned())
+    let Some(first) = chat.with_log_untracked(channel_id, |log| {
+        log.and_then(|l| l.messages.get(&seq).cloned())
     }) else {
         return ().into_any();
     };
     let previous = Memo::new(move |_| {
-        chat.logs.with(|logs| {
-            logs.get(&channel_id).and_then(|l| {
+        chat.with_log(channel_id, |log| {
+            log.and_then(|l| {
                 l.messages.range(..seq).next_back().map(|(_, m)| Previous {
                     sender_id: m.sender_id,
                     created_at: m.created_at,
@@ -227,7 +225,7 @@ pub fn PendingRow(channel_id: i64, pending: PendingMessage) -> impl IntoView {
     let retry = move |_| chat.retry(channel_id, &client_id);
     view! {
         <article class="message message--mine message--pending" data-pending=pending.client_id.clone()>
-            <span class=avatar_class(chat.my_id()) aria-hidden="true">{initials(&chat.me.with_value(|me| me.display_name.clone()))}</span>
+            <span class=avatar_class(chat.my_id()) aria-hidden="true">{initials(&chat.me().display_name)}</span>
             <div class="message__content">
                 <MessageText body=pending.body.clone() />
                 {match pending.state {

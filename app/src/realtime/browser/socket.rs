@@ -1,6 +1,8 @@
-//! The browser's WebSocket: connects to `/ws` with the session cookie, feeds server events to
-//! the [`ChatClient`], sends queued client events, and reconnects with exponential backoff and
-//! jitter (the first event after reconnecting, `hello`, makes the client resume by seq).
+//! The browser's WebSocket: connects to `/ws` with the session cookie, reports server events
+//! (and what happens to the connection) to the state as [`SocketNews`], sends the client
+//! events the state queues, and reconnects with exponential backoff and jitter (the first
+//! event after reconnecting, `hello`, makes the state resume by seq). It never touches the
+//! state itself: the two talk over channels, so neither file imports the other's internals.
 //!
 //! A connection can die without either end being told (Wi-Fi drops, a laptop sleeps, a proxy
 //! forgets the flow): the socket then still looks open. So the client pings every
@@ -8,12 +10,12 @@
 //! [`PONG_WITHIN_MS`] after a ping; it also drops the socket as soon as the browser says it
 //! went offline, and reconnects at once when it says it is back online.
 
+use futures::channel::mpsc::{TryRecvError, UnboundedReceiver, UnboundedSender};
 use futures::{FutureExt, SinkExt, StreamExt};
 use gloo_net::websocket::futures::WebSocket;
 use gloo_net::websocket::{Message, WebSocketError};
-use leptos::prelude::{GetValue, Set};
 
-use super::{ChatClient, ConnectionStatus};
+use super::SocketNews;
 use crate::clock::now_ms;
 use crate::error::ApiError;
 use crate::realtime::protocol::{ClientEvent, ServerEvent, close_code};
@@ -51,12 +53,6 @@ fn socket_url() -> Option<String> {
     Some(format!("{scheme}://{}/ws", location.host().ok()?))
 }
 
-fn go_to_sign_in() {
-    if let Some(window) = web_sys::window() {
-        let _ = window.location().assign("/login");
-    }
-}
-
 fn browser_online() -> bool {
     web_sys::window().is_none_or(|w| w.navigator().on_line())
 }
@@ -91,8 +87,9 @@ enum Ended {
     Closed,
 }
 
-/// Connects and stays connected for the life of the page.
-pub async fn run(client: ChatClient) {
+/// Connects and stays connected for as long as the state listens: `news` carries what happens
+/// to it, `frames` what to send.
+pub async fn run(news: UnboundedSender<SocketNews>, mut frames: UnboundedReceiver<ClientEvent>) {
     let mut network = network_changes();
     let mut failures: i32 = 0;
     let mut restarting = false;
@@ -101,16 +98,15 @@ pub async fn run(client: ChatClient) {
             && let Some(url) = socket_url()
             && let Ok(socket) = WebSocket::open(&url)
         {
-            match serve(client, socket, &mut network, &mut failures).await {
+            match serve(&news, &mut frames, socket, &mut network, &mut failures).await {
                 Ended::SignedOut | Ended::Closed => return,
                 Ended::Lost => {}
                 Ended::Restarting => restarting = true,
             }
         }
-        if !client.is_alive() {
+        if news.unbounded_send(SocketNews::Reconnecting).is_err() {
             return;
         }
-        client.status.set(ConnectionStatus::Reconnecting);
         let delay = if std::mem::take(&mut restarting) {
             js_sys::Math::random() * RESTART_SPREAD_MS
         } else {
@@ -124,7 +120,7 @@ pub async fn run(client: ChatClient) {
             && browser_online()
             && let Err(ApiError::Unauthorized { .. }) = crate::auth::api::me().await
         {
-            go_to_sign_in();
+            let _ = news.unbounded_send(SocketNews::SessionGone);
             return;
         }
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
@@ -152,15 +148,23 @@ fn reconnect_backoff(failures: i32) -> f64 {
 
 /// Serves one open socket until it closes, dies, or the browser goes offline.
 async fn serve(
-    client: ChatClient,
+    news: &UnboundedSender<SocketNews>,
+    frames: &mut UnboundedReceiver<ClientEvent>,
     socket: WebSocket,
     network: &mut futures::channel::mpsc::Receiver<Network>,
     failures: &mut i32,
 ) -> Ended {
     let (mut sink, stream) = socket.split();
     let mut incoming = stream.fuse();
-    let (outbox, mut queued) = futures::channel::mpsc::unbounded::<ClientEvent>();
-    client.set_outbox(Some(outbox));
+    // Frames queued while there was no connection are stale (the state re-derives what it
+    // needs after `hello`): they are dropped, as if sent into the void.
+    loop {
+        match frames.try_recv() {
+            Ok(_) => {}
+            Err(TryRecvError::Closed) => return Ended::Closed,
+            Err(TryRecvError::Empty) => break,
+        }
+    }
     let mut ticks = gloo_timers::future::IntervalStream::new(TICK_MS).fuse();
     let opened_at = now_ms();
     let mut greeted = false;
@@ -172,9 +176,6 @@ async fn serve(
         // Biased: frames that already arrived are read before the pulse is judged.
         futures::select_biased! {
             frame = incoming.next() => {
-                if !client.is_alive() {
-                    break Ended::Closed;
-                }
                 // Anything at all from the server proves the connection alive.
                 unanswered_since = None;
                 match frame {
@@ -184,7 +185,9 @@ async fn serve(
                                 *failures = 0;
                                 greeted = true;
                             }
-                            client.apply(event);
+                            if news.unbounded_send(SocketNews::Event(event)).is_err() {
+                                break Ended::Closed;
+                            }
                         }
                         Err(error) => leptos::logging::warn!("unreadable server event: {error}"),
                     },
@@ -192,13 +195,9 @@ async fn serve(
                     Some(Err(WebSocketError::ConnectionClose(close)))
                         if close.code == close_code::SIGNED_OUT =>
                     {
-                        // This session was signed out: reconnecting would be refused. When
-                        // another tab did it, go to the sign-in page; when this one did, it
-                        // is navigating already (a second navigation could cancel the first).
-                        client.set_outbox(None);
-                        if !client.signing_out.try_get_value().unwrap_or(true) {
-                            go_to_sign_in();
-                        }
+                        // This session was signed out: reconnecting would be refused. The
+                        // state decides whether the page goes to the sign-in page.
+                        let _ = news.unbounded_send(SocketNews::SignedOut);
                         return Ended::SignedOut;
                     }
                     Some(Err(WebSocketError::ConnectionClose(close)))
@@ -209,15 +208,15 @@ async fn serve(
                     Some(Err(_)) | None => break Ended::Lost,
                 }
             }
-            event = queued.next() => {
-                let Some(event) = event else { continue };
+            event = frames.next() => {
+                let Some(event) = event else { break Ended::Closed };
                 let Ok(text) = serde_json::to_string(&event) else { continue };
                 if sink.send(Message::Text(text)).await.is_err() {
                     break Ended::Lost;
                 }
             }
             _ = ticks.next() => {
-                if !client.is_alive() {
+                if news.is_closed() {
                     break Ended::Closed;
                 }
                 let now = now_ms();
@@ -242,14 +241,13 @@ async fn serve(
                     unanswered_since = Some(now);
                 }
                 // Sends that found no connection go again while this one looks healthy.
-                client.resend_waiting();
+                let _ = news.unbounded_send(SocketNews::Pulse);
             }
             change = network.next() => if change == Some(Network::Offline) {
                 break Ended::Lost;
             },
         }
     };
-    client.set_outbox(None);
     // Closing says goodbye when the server can still hear it; dropping frees the socket.
     let _ = sink.close().await;
     ended
