@@ -4,6 +4,7 @@
 
 mod channels;
 mod messages;
+mod sequencer;
 mod two_nodes;
 
 use app::auth::PublicUser;
@@ -38,6 +39,13 @@ pub struct TestDb {
 enum Storage {
     Sqlite(#[allow(dead_code)] TempDir),
     Postgres(#[allow(dead_code)] ScratchDatabase),
+}
+
+impl TestDb {
+    /// The shared handle, for code that keeps one (the sequencer, a service).
+    pub fn handle(&self) -> Arc<dyn Database> {
+        self.db.clone()
+    }
 }
 
 impl Deref for TestDb {

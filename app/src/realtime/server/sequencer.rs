@@ -91,7 +91,18 @@ impl Sequencer {
         head_check: HeadCheck,
         bus_up: Arc<AtomicBool>,
     ) -> Self {
-        let (commands, queue) = mpsc::channel(QUEUE);
+        Self::with_capacity(local, db, head_check, bus_up, QUEUE)
+    }
+
+    /// [`Self::start`] with a queue of `capacity` commands (tests overflow it on purpose).
+    pub fn with_capacity(
+        local: Arc<LocalFanout>,
+        db: Arc<dyn Database>,
+        head_check: HeadCheck,
+        bus_up: Arc<AtomicBool>,
+        capacity: usize,
+    ) -> Self {
+        let (commands, queue) = mpsc::channel(capacity.max(1));
         let sequencer = Self {
             commands,
             overflowed: Arc::new(AtomicBool::new(false)),
