@@ -56,23 +56,8 @@ pub enum SocketNews {
     SessionGone,
 }
 
-/// A part of the model a view can depend on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Part {
-    Status,
-    Channels,
-    ChannelsStale,
-    Logs,
-    Details,
-    Typing,
-    Presence,
-    Activity,
-    Mounted,
-    Notice,
-    Arrived,
-}
-
-/// One reactive trigger per [`Part`]: reading a part tracks its trigger, a change notifies it.
+/// One reactive trigger per part of the model: reading a part tracks its trigger, a change
+/// notifies it.
 #[derive(Clone, Copy)]
 struct Triggers {
     status: Trigger,
@@ -102,22 +87,6 @@ impl Triggers {
             mounted: Trigger::new(),
             notice: Trigger::new(),
             arrived: Trigger::new(),
-        }
-    }
-
-    fn of(&self, part: Part) -> Trigger {
-        match part {
-            Part::Status => self.status,
-            Part::Channels => self.channels,
-            Part::ChannelsStale => self.channels_stale,
-            Part::Logs => self.logs,
-            Part::Details => self.details,
-            Part::Typing => self.typing,
-            Part::Presence => self.presence,
-            Part::Activity => self.activity,
-            Part::Mounted => self.mounted,
-            Part::Notice => self.notice,
-            Part::Arrived => self.arrived,
         }
     }
 
@@ -176,9 +145,10 @@ impl ChatClient {
         }
     }
 
-    /// Reads `part` of the model, subscribing the caller to its changes.
-    fn read<R>(&self, part: Part, read: impl FnOnce(&ChatModel) -> R) -> R {
-        self.triggers.of(part).track();
+    /// Reads a part of the model, subscribing the caller to the changes of that part (its
+    /// trigger).
+    fn read<R>(&self, part: Trigger, read: impl FnOnce(&ChatModel) -> R) -> R {
+        part.track();
         self.model.with_value(read)
     }
 
@@ -215,16 +185,16 @@ impl ChatClient {
     }
 
     pub fn status(&self) -> ConnectionStatus {
-        self.read(Part::Status, |m| *m.status)
+        self.read(self.triggers.status, |m| *m.status)
     }
 
     /// Reads the channel list (most recent activity first).
     pub fn with_channels<R>(&self, read: impl FnOnce(&[ChannelSummary]) -> R) -> R {
-        self.read(Part::Channels, |m| read(&m.channels))
+        self.read(self.triggers.channels, |m| read(&m.channels))
     }
 
     pub fn summary(&self, channel_id: i64) -> Option<ChannelSummary> {
-        self.read(Part::Channels, |m| m.summary(channel_id).cloned())
+        self.read(self.triggers.channels, |m| m.summary(channel_id).cloned())
     }
 
     /// [`Self::summary`] without subscribing the caller to changes.
@@ -235,12 +205,12 @@ impl ChatClient {
 
     /// Whether I am a member of `channel_id` as far as this page knows.
     pub fn is_member(&self, channel_id: i64) -> bool {
-        self.read(Part::Channels, |m| m.is_member(channel_id))
+        self.read(self.triggers.channels, |m| m.is_member(channel_id))
     }
 
     /// Bumped whenever the channel list should be fetched again.
     pub fn channels_generation(&self) -> u64 {
-        self.read(Part::ChannelsStale, |m| *m.channels_stale)
+        self.read(self.triggers.channels_stale, |m| *m.channels_stale)
     }
 
     /// [`Self::channels_generation`] without subscribing; `None` once the screen is gone.
@@ -250,7 +220,7 @@ impl ChatClient {
 
     /// Reads what is held of a channel's messages.
     pub fn with_log<R>(&self, channel_id: i64, read: impl FnOnce(Option<&ChannelLog>) -> R) -> R {
-        self.read(Part::Logs, |m| read(m.log(channel_id)))
+        self.read(self.triggers.logs, |m| read(m.log(channel_id)))
     }
 
     /// [`Self::with_log`] without subscribing the caller to changes.
@@ -268,30 +238,32 @@ impl ChatClient {
         channel_id: i64,
         read: impl FnOnce(Option<&ChannelDetail>) -> R,
     ) -> R {
-        self.read(Part::Details, |m| read(m.details.get(&channel_id)))
+        self.read(self.triggers.details, |m| read(m.details.get(&channel_id)))
     }
 
     /// Users typing in `channel_id` now, me excepted.
     pub fn typing_in(&self, channel_id: i64) -> Vec<i64> {
         let now = now_ms();
-        self.read(Part::Typing, |m| m.typing_in(channel_id, now))
+        self.read(self.triggers.typing, |m| m.typing_in(channel_id, now))
     }
 
     pub fn presence_of(&self, user_id: i64) -> Option<PresenceInfo> {
-        self.read(Part::Presence, |m| m.presence.get(&user_id).copied())
+        self.read(self.triggers.presence, |m| {
+            m.presence.get(&user_id).copied()
+        })
     }
 
     pub fn notice(&self) -> Option<String> {
-        self.read(Part::Notice, |m| (*m.notice).clone())
+        self.read(self.triggers.notice, |m| (*m.notice).clone())
     }
 
     /// The newest message from someone else that arrived live.
     pub fn arrived(&self) -> Option<Message> {
-        self.read(Part::Arrived, |m| (*m.arrived).clone())
+        self.read(self.triggers.arrived, |m| (*m.arrived).clone())
     }
 
     pub fn activity(&self) -> ActivityState {
-        self.read(Part::Activity, |m| *m.activity)
+        self.read(self.triggers.activity, |m| *m.activity)
     }
 
     pub fn activity_untracked(&self) -> ActivityState {
@@ -301,7 +273,7 @@ impl ChatClient {
 
     /// True once hydrated (clock-dependent text renders only then).
     pub fn mounted(&self) -> bool {
-        self.read(Part::Mounted, |m| *m.mounted)
+        self.read(self.triggers.mounted, |m| *m.mounted)
     }
 
     /// The page is hydrated.

@@ -137,15 +137,11 @@ impl<T> Tracked<T> {
         &mut self.value
     }
 
-    /// Replaces the value, marking the part changed only when it differs.
-    pub fn set(&mut self, value: T)
-    where
-        T: PartialEq,
-    {
-        if self.value != value {
-            self.value = value;
-            self.changed = true;
-        }
+    /// Replaces the value; marks the part changed (as setting a signal notifies, even with the
+    /// same value).
+    pub fn set(&mut self, value: T) {
+        self.value = value;
+        self.changed = true;
     }
 
     /// Whether the part changed since the last call.

@@ -241,7 +241,7 @@ impl ChatClient {
                 .unwrap_or_default();
             client.change(|model| model.restore_outbox(saved));
         });
-        let outbox = Memo::new(move |_| client.read(super::Part::Logs, ChatModel::outbox));
+        let outbox = Memo::new(move |_| client.read(client.triggers.logs, ChatModel::outbox));
         Effect::new(move |first_run_done: Option<bool>| {
             let entries = outbox.get();
             // The first run may come before the restore above: it must not erase what was saved.
