@@ -35,7 +35,7 @@ impl Hub {
     }
 
     /// A hub on a node of a cluster: events travel between nodes over the Redis bus, and
-    /// messages are ordered, and gaps repaired, from `db` (see `realtime/sequencer.rs`).
+    /// messages are ordered, and gaps repaired, from `db` (see `realtime/server/sequencer.rs`).
     pub fn clustered(config: HubConfig, bus: BusConfig, db: Arc<dyn Database>) -> Self {
         let local = Arc::new(LocalFanout::new(config));
         let broker = RedisBroker::start(bus, local.clone(), db);
